@@ -1,0 +1,420 @@
+"""Wyckoff templates with `[?]` blanks: what infill may change and what stays fixed.
+
+A template is the paper's string with blanks, e.g. a double perovskite
+`225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0`: space group, then per site a Wyckoff
+letter, an element or `[?]`, and x y z (a number, a fraction or `[?]`). Blank elements take values
+from per-site or global allow-lists; tied sites share one element; `differ` pairs must not.
+Everything given in the template is fixed for the whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
+from typing import NamedTuple
+
+import numpy as np
+
+from cfmc import wyckoff
+from cfmc.arrays import NUM_SPECIES, CrystalArrays
+
+BLANK = "[?]"
+COORD_TOL = 1e-3
+
+
+@functools.lru_cache(maxsize=1)
+def element_symbols() -> tuple[str, ...]:
+    """Symbols indexed by atomic number (index 0 is the pad '')."""
+    from pymatgen.core.periodic_table import Element
+
+    return ("",) + tuple(Element.from_Z(z).symbol for z in range(1, NUM_SPECIES))
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of an element symbol, with an error naming the symbol."""
+    try:
+        return element_symbols().index(symbol.strip())
+    except ValueError:
+        raise ValueError(f"unknown element '{symbol}'") from None
+
+
+def radioactive_mask() -> np.ndarray:
+    """(119,) True for the elements excluded by default: Tc, Pm and Z >= 84 (as in the paper)."""
+    m = np.zeros(NUM_SPECIES, bool)
+    m[[43, 61]] = True
+    m[84:] = True
+    return m
+
+
+def default_allowed(exclude_radioactive: bool = True) -> np.ndarray:
+    """(119,) mask of the elements a blank may take without an allow-list."""
+    m = np.ones(NUM_SPECIES, bool)
+    m[0] = False
+    if exclude_radioactive:
+        m &= ~radioactive_mask()
+    return m
+
+
+def _parse_number(text: str, field: str) -> float:
+    try:
+        return float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{field}: '{text}' is not a number, a fraction or {BLANK}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateSite:
+    """One site: Wyckoff letter, element symbol (None = blank), coordinates (None = blank)."""
+
+    letter: str
+    element: str | None
+    coords: tuple[float | None, float | None, float | None]
+
+
+class SiteConstraints(NamedTuple):
+    """What the kernels may change at each site of one crystal (batch axes lead when batched).
+
+    species_move: (N,) bool, the site leads its tie group and has a blank element to move
+    allowed:      (N, 119) bool, elements the site may take (intersected over its tie group)
+    tie:          (N,) int, index of the site whose element this one copies (itself if untied)
+    coord_move:   (N, 3) bool, coordinates that are free in the Wyckoff position and blank
+    differ:       (K, 2) int, pairs of sites whose elements must differ
+    lattice_move: (6,) bool, free lattice parameters the lattice move may change
+    """
+
+    species_move: np.ndarray
+    allowed: np.ndarray
+    tie: np.ndarray
+    coord_move: np.ndarray
+    differ: np.ndarray
+    lattice_move: np.ndarray
+
+    def broadcast(self, batch: int) -> SiteConstraints:
+        """Repeat the constraints for `batch` chains (leading axis)."""
+        return SiteConstraints(*(np.broadcast_to(f, (batch,) + f.shape).copy() for f in self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A parsed, validated template plus the allow-lists, ties and differ pairs."""
+
+    spacegroup: int
+    sites: tuple[TemplateSite, ...]
+    allowed: np.ndarray  # (n, 119) bool per site, already intersected over tie groups
+    tie: tuple[int, ...]  # per site: index of the first site of its tie group
+    differ: tuple[tuple[int, int], ...]
+
+    @property
+    def num_sites(self) -> int:
+        return len(self.sites)
+
+    @property
+    def letters(self) -> tuple[str, ...]:
+        return tuple(s.letter for s in self.sites)
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        elements: Iterable[str] | None = None,
+        site_elements: Mapping[int, Iterable[str]] | None = None,
+        ties: Iterable[Sequence[int]] = (),
+        differ: Iterable[Sequence[int]] = (),
+        exclude_radioactive: bool = True,
+    ) -> Template:
+        """Parse and validate `text`.
+
+        elements: global allow-list for blank elements; site_elements: per-site allow-lists (site
+        index from 0); ties: groups of sites that must hold the same element; differ: pairs of sites
+        whose elements must differ; exclude_radioactive drops Tc, Pm and Z >= 84 from every list.
+        """
+        g, sites = _parse_sites(text)
+        n = len(sites)
+        base = default_allowed(exclude_radioactive)
+        if elements is not None:
+            glob = np.zeros(NUM_SPECIES, bool)
+            glob[[atomic_number(e) for e in elements]] = True
+            base = base & glob
+        allowed = np.zeros((n, NUM_SPECIES), bool)
+        for i, s in enumerate(sites):
+            if s.element is not None:
+                allowed[i, atomic_number(s.element)] = True
+            else:
+                allowed[i] = base
+        for i, els in (site_elements or {}).items():
+            if not 0 <= int(i) < n:
+                raise ValueError(f"site_elements: site {i} out of range (template has {n} sites)")
+            m = np.zeros(NUM_SPECIES, bool)
+            m[[atomic_number(e) for e in els]] = True
+            allowed[int(i)] &= m
+        tie = list(range(n))
+        for group in ties:
+            group = sorted(int(i) for i in group)
+            for i in group:
+                if not 0 <= i < n:
+                    raise ValueError(f"ties: site {i} out of range (template has {n} sites)")
+            leader = min(tie[i] for i in group)
+            members = {j for j in range(n) if tie[j] in {tie[i] for i in group}}
+            for j in members:
+                tie[j] = leader
+        for leader in set(tie):
+            members = [j for j in range(n) if tie[j] == leader]
+            joint = np.logical_and.reduce(allowed[members], axis=0)
+            allowed[members] = joint
+        pairs = []
+        for pair in differ:
+            if len(pair) != 2:
+                raise ValueError(f"differ: {tuple(pair)} is not a pair of sites")
+            i, j = (int(k) for k in pair)
+            if not (0 <= i < n and 0 <= j < n) or i == j:
+                raise ValueError(f"differ: ({i}, {j}) must name two different sites of {n}")
+            if tie[i] == tie[j]:
+                raise ValueError(f"differ: sites {i} and {j} are tied, they cannot differ")
+            pairs.append((i, j))
+        for i in range(n):
+            if not allowed[i].any():
+                raise ValueError(
+                    f"site {i} ({sites[i].letter}): no element is allowed (allow-lists, ties and "
+                    "the radioactive exclusion leave nothing)"
+                )
+        t = cls(g, tuple(sites), allowed, tuple(tie), tuple(pairs))
+        if pairs and all(
+            np.flatnonzero(allowed[i]).size == 1
+            and np.array_equal(allowed[i], allowed[j])
+            for i, j in pairs
+        ):
+            raise ValueError("differ: the allow-lists leave the paired sites no way to differ")
+        return t
+
+    def constraints(self, max_sites: int) -> SiteConstraints:
+        """Kernel constraints of this template padded to `max_sites` sites."""
+        n = self.num_sites
+        if n > max_sites:
+            raise ValueError(f"template has {n} sites, more than max_sites={max_sites}")
+        species_move = np.zeros(max_sites, bool)
+        allowed = np.zeros((max_sites, NUM_SPECIES), bool)
+        allowed[:, 0] = True  # padding keeps its pad species
+        tie = np.arange(max_sites, dtype=np.int32)
+        coord_move = np.zeros((max_sites, 3), bool)
+        for i, s in enumerate(self.sites):
+            allowed[i] = self.allowed[i]
+            tie[i] = self.tie[i]
+            species_move[i] = self.tie[i] == i and self.allowed[i].sum() > 1
+            free = wyckoff.free_coords(self.spacegroup, s.letter)
+            coord_move[i] = free & np.array([c is None for c in s.coords])
+        differ = np.array(self.differ, np.int32).reshape(-1, 2)
+        lattice_move = wyckoff.lattice_free_mask(self.spacegroup)
+        return SiteConstraints(species_move, allowed, tie, coord_move, differ, lattice_move)
+
+    def fixed_arrays(self, max_sites: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(wyckoff (N,), species (N,) with -1 = blank, coords (N, 3) with NaN = blank): the
+        clamped fields in the form the prior's sampler takes."""
+        w = np.zeros(max_sites, np.int32)
+        a = np.zeros(max_sites, np.int32)
+        x = np.zeros((max_sites, 3))
+        for i, s in enumerate(self.sites):
+            w[i] = wyckoff.letter_index(s.letter)
+            a[i] = -1 if s.element is None else atomic_number(s.element)
+            x[i] = [np.nan if c is None else c for c in s.coords]
+        return w, a, x
+
+    def random_arrays(
+        self, num: int, rng: np.random.Generator, max_sites: int, lattice: np.ndarray | None = None
+    ) -> CrystalArrays:
+        """`num` crystals filling the blanks uniformly (elements from the allow-lists, free
+        coordinates in [0, 1)), with ties and differ pairs satisfied."""
+        n = self.num_sites
+        w, fixed_a, fixed_x = self.fixed_arrays(max_sites)
+        species = np.zeros((num, max_sites), np.int32)
+        coords = np.zeros((num, max_sites, 3))
+        for b in range(num):
+            for _ in range(1000):
+                a = fixed_a[:n].copy()
+                for i in range(n):
+                    if self.tie[i] == i and a[i] < 0:
+                        a[i] = rng.choice(np.flatnonzero(self.allowed[i]))
+                a = a[list(self.tie)]
+                if all(a[i] != a[j] for i, j in self.differ):
+                    break
+            else:
+                raise ValueError("could not draw elements satisfying the differ pairs")
+            species[b, :n] = a
+            for i, s in enumerate(self.sites):
+                xyz = np.where(np.isnan(fixed_x[i]), rng.random(3), fixed_x[i])
+                coords[b, i] = np.mod(wyckoff.representative(self.spacegroup, s.letter, xyz), 1.0)
+        mask = np.zeros((num, max_sites), bool)
+        mask[:, :n] = True
+        if lattice is None:
+            lattice = self.default_lattice()
+        lat = np.broadcast_to(np.asarray(lattice, float), (num, 6)).copy()
+        return CrystalArrays(
+            np.full(num, self.spacegroup, np.int32),
+            np.broadcast_to(w, (num, max_sites)).astype(np.int32),
+            species,
+            coords.astype(np.float32),
+            lat.astype(np.float32),
+            mask,
+        )
+
+    def default_lattice(self, volume_per_atom: float = 20.0) -> np.ndarray:
+        """A plausible cell for the crystal system with about `volume_per_atom` A^3 per atom; a
+        starting point only (infill marginalises the lattice or moves it)."""
+        atoms = sum(wyckoff.multiplicity(self.spacegroup, s.letter) for s in self.sites)
+        side = (atoms * volume_per_atom) ** (1 / 3)
+        lat = np.array([side, side, side, 90.0, 90.0, 90.0])
+        return wyckoff.symmetrize_lattice(self.spacegroup, lat)
+
+    def check_arrays(self, arrays: CrystalArrays) -> np.ndarray:
+        """(B,) bool: each crystal keeps the template's letters and fixed fields, its ties and
+        differ pairs hold, and blank elements come from the allow-lists."""
+        n = self.num_sites
+        w, fa, fx = self.fixed_arrays(arrays.max_sites)
+        sp = np.asarray(arrays.species)
+        x = np.asarray(arrays.coords, float)
+        ok = np.all(np.asarray(arrays.wyckoff) == w, axis=1)
+        ok &= np.all(np.asarray(arrays.mask)[:, :n], axis=1) & ~np.any(arrays.mask[:, n:], axis=1)
+        ok &= np.asarray(arrays.spacegroup) == self.spacegroup
+        for i in range(n):
+            ok &= self.allowed[i][sp[:, i]]
+            ok &= sp[:, i] == sp[:, self.tie[i]]
+            known = ~np.isnan(fx[i])
+            d = x[:, i, known] - fx[i, known]
+            ok &= np.all(np.abs(d - np.rint(d)) < COORD_TOL, axis=1)
+        for i, j in self.differ:
+            ok &= sp[:, i] != sp[:, j]
+        return ok
+
+    def __str__(self) -> str:
+        parts = [str(self.spacegroup)]
+        for s in self.sites:
+            parts += [s.letter, s.element or BLANK]
+            parts += [BLANK if c is None else f"{c:.6g}" for c in s.coords]
+        return "-".join(parts)
+
+
+def _is_letter(token: str) -> bool:
+    return len(token) == 1 and (token.islower() or token == "A")
+
+
+def _split_sites(tokens: list[str]) -> list[tuple[str, str | None, list[str]]]:
+    """Group the fields after the space group into (letter, element, coordinate fields)."""
+    merged: list[str] = []
+    i = 0
+    while i < len(tokens):  # a leading minus (e.g. `-1/4`) splits off an empty field
+        if tokens[i] == "" and i + 1 < len(tokens):
+            merged.append("-" + tokens[i + 1])
+            i += 2
+        else:
+            merged.append(tokens[i])
+            i += 1
+    if not merged:
+        raise ValueError("template has no sites after the space group")
+    groups: list[tuple[str, str | None, list[str]]] = []
+    for tok in merged:
+        if _is_letter(tok) and (not groups or groups[-1][1] is not None):
+            groups.append((tok, None, []))
+        elif not groups:
+            raise ValueError(f"site 0: '{tok}' is not a Wyckoff letter")
+        elif groups[-1][1] is None:
+            groups[-1] = (groups[-1][0], tok, [])
+        else:
+            groups[-1][2].append(tok)
+    return groups
+
+
+def _parse_sites(text: str) -> tuple[int, list[TemplateSite]]:
+    fields = [f.strip() for f in text.strip().split("-")]
+    if not fields or not fields[0]:
+        raise ValueError("template is empty")
+    try:
+        g = int(fields[0])
+    except ValueError:
+        raise ValueError(f"space group: '{fields[0]}' is not an integer") from None
+    g = wyckoff.check_spacegroup(g)
+    groups = _split_sites(fields[1:])
+    t = wyckoff.tables()
+    sites: list[TemplateSite] = []
+    prev = 0
+    seen_fixed: set[str] = set()
+    for k, (letter, elem, xyz_text) in enumerate(groups):
+        where = f"site {k} ({letter})"
+        if elem is None:
+            raise ValueError(f"{where}: missing element (an element symbol or {BLANK})")
+        try:
+            w = wyckoff.check_letter(g, letter)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if w < prev:
+            raise ValueError(
+                f"{where}: letters out of order ('{letter}' after "
+                f"'{wyckoff.index_letter(prev)}'; sites are listed in Wyckoff letter order)"
+            )
+        prev = w
+        if elem == BLANK:
+            element = None
+        else:
+            atomic_number(elem)
+            element = elem
+        if len(xyz_text) > 3:
+            raise ValueError(f"{where}: {len(xyz_text)} coordinates given, expected 3 (x y z)")
+        given = [
+            None if c == BLANK else _parse_number(c, f"{where} coordinate {'xyz'[j]}")
+            for j, c in enumerate(xyz_text)
+        ]
+        free = t.free[g, w]
+        op = t.op0[g, w]
+        for j in range(len(given), 3):
+            # trailing coordinates may be left out only where the position fixes them
+            if free[j] or np.any(np.abs(op[j, :3]) > 1e-8):
+                raise ValueError(
+                    f"{where}: {len(given)} coordinates given, expected 3 (x y z; only trailing "
+                    f"constants of the Wyckoff position may be left out, and "
+                    f"{'xyz'[j]} is not one)"
+                )
+            given.append(op[j, 3])
+            xyz_text.append(str(op[j, 3]))
+        coords: list[float | None] = [None, None, None]
+        for j in range(3):
+            if free[j] and given[j] is not None:
+                coords[j] = float(np.mod(given[j], 1.0))
+        for j in range(3):
+            if free[j]:
+                continue
+            depends = np.abs(op[j, :3]) > 1e-8
+            if not depends.any():  # a constant of the Wyckoff position
+                if given[j] is None:
+                    raise ValueError(
+                        f"{where}: coordinate {'xyz'[j]} is fixed by Wyckoff position {letter} "
+                        f"(= {op[j, 3]:.6g}) and cannot be {BLANK}"
+                    )
+                value = op[j, 3]
+            elif any(coords[k] is None for k in np.flatnonzero(depends)):
+                if given[j] is not None:
+                    raise ValueError(
+                        f"{where}: coordinate {'xyz'[j]} follows from a blank free coordinate "
+                        f"of Wyckoff position {letter}; write it as {BLANK}"
+                    )
+                continue
+            else:
+                value = op[j, :3] @ np.array([c or 0.0 for c in coords]) + op[j, 3]
+                if given[j] is None:
+                    coords[j] = float(np.mod(value, 1.0))
+                    continue
+            d = given[j] - value
+            if abs(d - round(d)) > COORD_TOL:
+                raise ValueError(
+                    f"{where}: coordinate {'xyz'[j]} = {xyz_text[j]} is inconsistent with Wyckoff "
+                    f"position {letter} of group {g} (expected {np.mod(value, 1.0):.6g})"
+                )
+            coords[j] = float(np.mod(value, 1.0))
+        if not free.any():
+            if letter in seen_fixed:
+                raise ValueError(
+                    f"{where}: Wyckoff position {letter} has no free coordinate and is already "
+                    "occupied"
+                )
+            seen_fixed.add(letter)
+        sites.append(TemplateSite(letter, element, tuple(coords)))
+    return g, sites

@@ -1,0 +1,1 @@
+"""Property predictors and the conditioners that turn them into log p(y|C) terms."""

@@ -1,0 +1,1 @@
+"""Prior models of crystals given their space group: the CrystalFormer transformer."""
