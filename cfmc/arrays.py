@@ -6,7 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-DEFAULT_MAX_SITES = 21  # as in the paper for MP-20: 20 atoms need at most 20 sites, plus one pad
+DEFAULT_MAX_SITES = 20  # real sites; MP-20 crystals (<= 20 atoms) never need more. The prior
+# appends one padding slot, so its sequence has 21 sites as in the paper.
 NUM_SPECIES = 119  # index 0 pads, 1..118 are atomic numbers
 
 
@@ -43,4 +44,5 @@ class CrystalArrays(NamedTuple):
 
 def concatenate(batches: list[CrystalArrays]) -> CrystalArrays:
     """Join batches along the first axis."""
-    return CrystalArrays(*(np.concatenate([np.asarray(f) for f in fields]) for fields in zip(*batches)))
+    fields = zip(*batches, strict=True)
+    return CrystalArrays(*(np.concatenate([np.asarray(f) for f in field]) for field in fields))

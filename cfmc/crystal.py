@@ -281,6 +281,11 @@ def _dataset(cell, symprec: float, hall_number: int = 0):
 def _from_structure(structure, symprec: float) -> Crystal:
     if not structure.is_ordered:
         raise ValueError("disordered structure (partial occupancies) cannot be represented")
+    from pymatgen.core.periodic_table import DummySpecies
+
+    for sp in structure.species:
+        if isinstance(sp, DummySpecies) or not 1 <= getattr(sp, "Z", 0) <= 118:
+            raise ValueError(f"unknown element '{sp}' in the structure")
     cell = (
         np.asarray(structure.lattice.matrix),
         np.asarray(structure.frac_coords),
@@ -294,7 +299,11 @@ def _from_structure(structure, symprec: float) -> Crystal:
     ds = _dataset(cell, symprec, hall)
     if ds is None or int(ds.number) != g:
         raise ValueError(f"symmetry not found in the standard setting of group {g}")
-    std = (np.asarray(ds.std_lattice), _wrap(np.asarray(ds.std_positions)), np.asarray(ds.std_types))
+    std = (
+        np.asarray(ds.std_lattice),
+        _wrap(np.asarray(ds.std_positions)),
+        np.asarray(ds.std_types),
+    )
     # orbits in the standard cell; its positions are idealised, so a tight tolerance suffices
     orb = _dataset(std, min(symprec, 1e-3), hall)
     if orb is None or int(orb.number) != g:
@@ -348,9 +357,12 @@ def _assign_position(g: int, members: np.ndarray, t: wy.WyckoffTables) -> tuple[
 
 
 def _lattice_parameters(matrix: np.ndarray) -> np.ndarray:
-    a, b, c = (np.linalg.norm(v) for v in matrix)
+    a, b, c = (float(np.linalg.norm(v)) for v in matrix)
+
     def angle(u, v):
-        return math.degrees(math.acos(np.clip(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v), -1, 1)))
+        cos = np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)
+        return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
     return np.array([a, b, c, angle(matrix[1], matrix[2]), angle(matrix[0], matrix[2]),
                      angle(matrix[0], matrix[1])])
 

@@ -81,11 +81,13 @@ def convert_cif(cif: str, symprec: float = 0.1, max_sites: int | None = DEFAULT_
             warnings.simplefilter("ignore")
             structure = Structure.from_str(cif, fmt="cif")
     except Exception as e:
-        return None, f"parse error: {type(e).__name__}: {e}"[:300]
+        return None, f"parse error: malformed CIF ({type(e).__name__}: {e})"[:300]
     try:
         crystal = Crystal.from_structure(structure, symprec)
     except Exception as e:
-        kind = "symmetry not found" if "symmetry" in str(e) else "conversion error"
+        msg = str(e)
+        kind = ("symmetry not found" if "symmetry" in msg else
+                "unknown element" if "unknown element" in msg else "conversion error")
         return None, f"{kind}: {e}"[:300]
     if max_sites is not None and crystal.num_sites > max_sites:
         return None, f"too many sites: {crystal.num_sites} > {max_sites}"
@@ -126,41 +128,28 @@ def convert_cifs(
     return out
 
 
-def _cache_file(path: Path, symprec: float, max_sites: int, limit: int | None) -> Path:
+def _cache_file(path: Path, symprec: float, limit: int | None) -> Path:
     h = hashlib.sha256(path.read_bytes())
-    h.update(json.dumps([symprec, max_sites, limit, _FORMAT_VERSION]).encode())
+    h.update(json.dumps([symprec, limit, _FORMAT_VERSION]).encode())
     root = Path(os.environ.get("CFMC_CACHE", Path.home() / ".cache" / "cfmc")) / "datasets"
     return root / f"{path.name}.{h.hexdigest()[:16]}.npz"
 
 
-def load_file(
-    path: str | Path,
-    max_sites: int = DEFAULT_MAX_SITES,
-    symprec: float = 0.1,
-    limit: int | None = None,
-    n_jobs: int | None = None,
-    progress: bool = True,
-    cache: bool = True,
-) -> Dataset:
-    """Convert one CSV file (cached on disk by content and settings)."""
-    path = Path(path)
-    table = read_table(path, limit)
-    cache_path = _cache_file(path, symprec, max_sites, limit)
+def _convert_file(path: Path, table: pd.DataFrame, symprec, limit, n_jobs, progress, cache):
+    """Every convertible crystal of a file, padded to its largest site count (cached)."""
+    cache_path = _cache_file(path, symprec, limit)
     if cache and cache_path.exists():
         try:
             with np.load(cache_path, allow_pickle=False) as f:
                 arrays = CrystalArrays(*(f[k] for k in CrystalArrays._fields))
-                rows = f["rows"]
                 skipped = pd.DataFrame(json.loads(str(f["skipped"])))
-            return _assemble(path, table, arrays, rows, skipped)
+                return arrays, f["rows"], skipped
         except Exception:  # a damaged cache is rebuilt
             pass
-    results = convert_cifs(
-        table["cif"].tolist(), symprec, max_sites, n_jobs, progress, desc=path.name
-    )
+    results = convert_cifs(table["cif"].tolist(), symprec, None, n_jobs, progress, desc=path.name)
     rows = np.array([i for i, (c, _) in enumerate(results) if c is not None], np.int64)
     crystals = [c for c, _ in results if c is not None]
-    arrays = to_arrays(crystals, max_sites)
+    arrays = to_arrays(crystals, max((c.num_sites for c in crystals), default=1))
     ids = table["material_id"] if "material_id" in table.columns else pd.Series(range(len(table)))
     skipped = pd.DataFrame(
         [
@@ -175,7 +164,55 @@ def load_file(
         tmp = cache_path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, **arrays._asdict(), rows=rows, skipped=skipped.to_json(orient="records"))
         tmp.replace(cache_path)
-    return _assemble(path, table, arrays, rows, skipped)
+    return arrays, rows, skipped
+
+
+def load_file(
+    path: str | Path,
+    max_sites: int = DEFAULT_MAX_SITES,
+    symprec: float = 0.1,
+    limit: int | None = None,
+    n_jobs: int | None = None,
+    progress: bool = True,
+    cache: bool = True,
+) -> Dataset:
+    """Convert one CSV file; crystals with more than `max_sites` sites are skipped, with reason.
+
+    The conversion is cached on disk by file content and symprec, independent of max_sites.
+    """
+    path = Path(path)
+    table = read_table(path, limit)
+    arrays, rows, skipped = _convert_file(path, table, symprec, limit, n_jobs, progress, cache)
+    n_sites = arrays.mask.sum(1)
+    fits = n_sites <= max_sites
+    ids = table["material_id"] if "material_id" in table.columns else pd.Series(range(len(table)))
+    too_many = pd.DataFrame(
+        [
+            {"file": path.name, "row": int(r), "material_id": str(ids.iloc[r]),
+             "reason": f"too many sites: {n} > {max_sites}"}
+            for r, n in zip(rows[~fits], n_sites[~fits], strict=True)
+        ],
+        columns=["file", "row", "material_id", "reason"],
+    )
+    skipped = pd.concat([d for d in (skipped, too_many) if not d.empty] or [too_many])
+    skipped = skipped.sort_values("row", kind="stable").reset_index(drop=True)
+    arrays = arrays.take(fits)
+    width = arrays.wyckoff.shape[1]
+    if width < max_sites:  # pad the site axis out to max_sites
+        pad = max_sites - width
+        arrays = CrystalArrays(
+            arrays.spacegroup,
+            np.pad(arrays.wyckoff, ((0, 0), (0, pad))),
+            np.pad(arrays.species, ((0, 0), (0, pad))),
+            np.pad(arrays.coords, ((0, 0), (0, pad), (0, 0))),
+            arrays.lattice,
+            np.pad(arrays.mask, ((0, 0), (0, pad))),
+        )
+    else:
+        arrays = CrystalArrays(arrays.spacegroup, arrays.wyckoff[:, :max_sites],
+                               arrays.species[:, :max_sites], arrays.coords[:, :max_sites],
+                               arrays.lattice, arrays.mask[:, :max_sites])
+    return _assemble(path, table, arrays, rows[fits], skipped)
 
 
 def _assemble(path, table, arrays, rows, skipped) -> Dataset:

@@ -1,0 +1,114 @@
+"""Sample quality of a prior on the space groups of the paper's Table 1 (prints figures, plots).
+
+For each group: structural validity (distances above 0.5 A, no site collisions), the fraction whose
+expanded structure spglib (symprec 0.1) assigns the requested group, the charge-balanced fraction
+(SMACT), and the atoms-per-cell distribution against the training data (total-variation distance;
+a plot like the paper's Fig. 4).
+
+    python benchmarks/prior_quality.py [--prior PATH] [--num 200] [--out runs/prior_quality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+GROUPS = (2, 12, 62, 139, 166, 194, 225)
+
+
+def atoms_per_cell(arrays) -> np.ndarray:
+    from cfmc import wyckoff as wy
+
+    m = wy.tables().multiplicity[np.asarray(arrays.spacegroup)[:, None], np.asarray(arrays.wyckoff)]
+    return (m * np.asarray(arrays.mask)).sum(1)
+
+
+def tv_distance(a: np.ndarray, b: np.ndarray) -> float:
+    ca, cb = Counter(a.tolist()), Counter(b.tolist())
+    keys = set(ca) | set(cb)
+    return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in keys)
+
+
+def main() -> None:
+    import jax
+    from cfmc.priors import load_prior, sample
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from cfmc.chemistry import charge_balanced, structurally_valid
+    from cfmc.crystal import from_arrays
+    from cfmc.data import load_dataset
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prior", default=None)
+    ap.add_argument("--num", type=int, default=200)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/prior_quality"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_prior(args.prior)
+    train = load_dataset(progress=False).arrays
+    train_atoms = atoms_per_cell(train)
+    rows = []
+    key = jax.random.PRNGKey(args.seed)
+    per_group = {}
+    print(f"{'group':>5} {'valid':>7} {'spglib=g':>9} {'balanced':>9} {'TV(atoms)':>10} {'s':>6}")
+    for g in GROUPS:
+        key, sub = jax.random.split(key)
+        t = time.time()
+        arrays = sample(model, sub, g, args.num, temperature=args.temperature)
+        crystals = from_arrays(arrays)
+        valid = same = balanced = 0
+        for c in crystals:
+            ok, _ = structurally_valid(c)
+            valid += ok
+            if ok:
+                try:
+                    same += SpacegroupAnalyzer(c.to_structure(), 0.1).get_space_group_number() == g
+                except Exception:
+                    pass
+            balanced += charge_balanced(c.composition)
+        atoms = atoms_per_cell(arrays)
+        ref = train_atoms[np.asarray(train.spacegroup) == g]
+        tv = tv_distance(atoms, ref)
+        dt = time.time() - t
+        n = len(crystals)
+        rows.append(dict(group=g, n=n, valid=valid / n, same_group=same / n,
+                         charge_balanced=balanced / n, tv_atoms=tv, train_count=len(ref)))
+        per_group[g] = (atoms, ref)
+        print(f"{g:>5} {valid / n:7.1%} {same / n:9.1%} {balanced / n:9.1%} {tv:10.3f} {dt:6.1f}")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in
+            ("valid", "same_group", "charge_balanced", "tv_atoms")}
+    print("mean  " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+    (args.out / "prior_quality.json").write_text(json.dumps({"groups": rows, "mean": mean},
+                                                             indent=2))
+    _plot(per_group, args.out / "atoms_per_cell.png")
+    print(f"written: {args.out}/prior_quality.json, {args.out}/atoms_per_cell.png")
+
+
+def _plot(per_group, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(per_group), figsize=(3 * len(per_group), 2.8), sharey=False)
+    for ax, (g, (atoms, ref)) in zip(axes, per_group.items(), strict=True):
+        hi = int(max(atoms.max(initial=1), ref.max(initial=1))) + 1
+        bins = np.arange(0.5, hi + 1.5)
+        ax.hist(ref, bins=bins, density=True, alpha=0.5, label="training")
+        ax.hist(atoms, bins=bins, density=True, histtype="step", lw=1.5, label="samples")
+        ax.set_title(f"space group {g}")
+        ax.set_xlabel("atoms per cell")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

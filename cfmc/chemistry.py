@@ -1,0 +1,63 @@
+"""Chemical and structural sanity checks of candidate crystals."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+# Tc, Pm and everything from Po on are radioactive; the paper's templates leave them out.
+RADIOACTIVE = frozenset({43, 61, *range(84, 119)})
+
+
+@functools.lru_cache(maxsize=65536)
+def _balanced(formula: str) -> bool:
+    from pymatgen.core import Composition
+    from smact.screening import smact_validity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(smact_validity(Composition(formula), use_pauling_test=True,
+                                   include_alloys=False))
+
+
+def charge_balanced(composition) -> bool:
+    """True when SMACT finds oxidation states that sum to zero and pass the Pauling test
+    (no exemption for alloys, so intermetallics count as not balanced)."""
+    from pymatgen.core import Composition
+
+    return _balanced(Composition(composition).reduced_formula)
+
+
+def min_distance(structure) -> float:
+    """Shortest interatomic distance in Angstrom, periodic images included."""
+    if len(structure) == 0:
+        return float("inf")
+    d = structure.lattice.get_all_distances(structure.frac_coords, structure.frac_coords)
+    np.fill_diagonal(d, np.inf)
+    shortest = float(d.min()) if len(structure) > 1 else float("inf")
+    # an atom and its own periodic image: the shortest lattice vector
+    return min(shortest, float(min(structure.lattice.abc)),
+               *(float(np.linalg.norm(v)) for v in _short_vectors(structure.lattice)))
+
+
+def _short_vectors(lattice) -> list[np.ndarray]:
+    m = lattice.matrix
+    return [m[0] + s * m[1] for s in (-1, 1)] + [m[1] + s * m[2] for s in (-1, 1)] + [
+        m[0] + s * m[2] for s in (-1, 1)
+    ]
+
+
+def structurally_valid(crystal, cutoff: float = 0.5) -> tuple[bool, str]:
+    """(valid, reason): the cell builds (no site collisions) and all distances exceed `cutoff`."""
+    try:
+        structure = crystal.to_structure()
+    except ValueError as e:
+        return False, f"site collision: {e}"
+    if structure.volume <= 0 or not np.isfinite(structure.volume):
+        return False, "non-physical cell"
+    d = min_distance(structure)
+    if d < cutoff:
+        return False, f"atoms {d:.2f} A apart"
+    return True, ""

@@ -1,0 +1,226 @@
+"""The posterior: log p(C|g) + sum_k w_k log p(y_k|C), divided by a temperature.
+
+The prior part is JAX (jitted, batched over chains); conditioners are host callables over a list of
+`Crystal` (torch predictors, composition rules), called once for the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cfmc.arrays import CrystalArrays
+
+
+class PriorFunctions(NamedTuple):
+    """The prior as pure functions of batched arrays (what the kernels need of it).
+
+    log_prob(arrays) -> object with .total and .lattice (and the other terms), each (B,)
+    species_log_probs(arrays) -> (B, N, 119) log p(a_i | tokens before a_i), or None
+    sample_lattice(key, arrays, temperature) -> (B, 6) symmetrised lattice, or None
+    sample(key, spacegroup, num, **clamps) -> CrystalArrays, or None
+    max_sites: site slots of the arrays the prior takes
+    """
+
+    log_prob: Callable[[CrystalArrays], Any]
+    species_log_probs: Callable[[CrystalArrays], jax.Array] | None = None
+    sample_lattice: Callable[..., jax.Array] | None = None
+    sample: Callable[..., CrystalArrays] | None = None
+    max_sites: int | None = None
+
+
+def as_prior(prior: Any, allowed_species: np.ndarray | None = None) -> PriorFunctions:
+    """Wrap a `cfmc.priors.CrystalFormer` (or pass `PriorFunctions` through) as pure functions.
+
+    allowed_species, if given, is handed to the prior's log_prob (renormalising the species
+    categoricals over it); by default the prior is only restricted, not renormalised, which is the
+    exact conditional of the prior given the template's constraints.
+    """
+    if isinstance(prior, PriorFunctions):
+        return prior
+    from cfmc import priors
+
+    model = prior
+    allowed = None if allowed_species is None else jnp.asarray(allowed_species)
+
+    def sample(key, spacegroup, num, **clamps):
+        return priors.sample(model, key, spacegroup, num, **clamps)
+
+    return PriorFunctions(
+        log_prob=lambda arrays: priors.log_prob(model, arrays, allowed),
+        species_log_probs=lambda arrays: priors.species_log_probs(model, arrays, allowed),
+        sample_lattice=lambda key, arrays, temperature=1.0: priors.sample_lattice(
+            model, key, arrays, temperature=temperature
+        ),
+        sample=sample if hasattr(priors, "sample") else None,
+        max_sites=getattr(getattr(model, "config", None), "max_sites", None),
+    )
+
+
+class ConditionerOutput(NamedTuple):
+    """Host-side conditioner results for a batch: weighted log-likelihood and what produced it."""
+
+    logp: np.ndarray  # (B,) sum_k w_k log p(y_k|C); -inf where any prediction failed
+    terms: dict[str, np.ndarray]  # per conditioner (and its own sub-terms): w_k log p(y_k|C)
+    values: dict[str, np.ndarray]  # predicted properties
+    failed: np.ndarray  # (B,) bool: some conditioner gave -inf/NaN or raised for the batch
+
+
+class PosteriorTerms(NamedTuple):
+    """Every term per crystal; `total` is tempered, the rest are not."""
+
+    total: np.ndarray
+    log_prior: np.ndarray  # full prior, lattice term included
+    log_likelihood: np.ndarray  # sum_k w_k log p(y_k|C)
+    prior_terms: dict[str, np.ndarray]
+    conditioner_terms: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    failed: np.ndarray
+
+
+def _name(c: Any, k: int) -> str:
+    name = getattr(c, "name", None) or getattr(c, "__name__", None) or type(c).__name__
+    return str(name) if name != "function" else f"conditioner{k}"
+
+
+class Posterior:
+    """log pi(C) = [log p(C|g) (optionally without its lattice term) + sum_k w_k log p(y_k|C)] / T.
+
+    prior: a CrystalFormer model or `PriorFunctions`; conditioners: callables mapping a list of
+    `Crystal` to an object with `.logp` (and optionally `.terms`, `.values`, `.failed`) or directly
+    to a (B,) array of log-likelihoods.
+    """
+
+    def __init__(
+        self,
+        prior: Any,
+        conditioners: Sequence[Callable] = (),
+        weights: Sequence[float] | None = None,
+        temperature: float = 1.0,
+        marginalize_lattice: bool = False,
+        allowed_species: np.ndarray | None = None,
+    ) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.prior = as_prior(prior, allowed_species)
+        self.conditioners = tuple(conditioners)
+        if weights is None:
+            weights = [1.0] * len(self.conditioners)
+        if len(weights) != len(self.conditioners):
+            raise ValueError(
+                f"{len(weights)} weights for {len(self.conditioners)} conditioners"
+            )
+        self.weights = tuple(float(w) for w in weights)
+        self.temperature = float(temperature)
+        self.marginalize_lattice = bool(marginalize_lattice)
+        names = [_name(c, k) for k, c in enumerate(self.conditioners)]
+        self.names = tuple(
+            n if names.count(n) == 1 else f"{n}{k}" for k, n in enumerate(names)
+        )
+        self._prior_part = jax.jit(self.prior_part)
+        self._prior_terms = jax.jit(self.prior.log_prob)
+
+    @property
+    def has_conditioners(self) -> bool:
+        return bool(self.conditioners)
+
+    def prior_part(self, arrays: CrystalArrays) -> jax.Array:
+        """(B,) untempered prior term the chains see: log p(C|g), without the lattice factor when
+        the lattice is marginalised (it is the last autoregressive factor). Pure JAX."""
+        terms = self.prior.log_prob(arrays)
+        total = terms.total
+        if self.marginalize_lattice:
+            total = total - terms.lattice
+        return jnp.where(jnp.isnan(total), -jnp.inf, total)
+
+    def prior_logdensity(self, arrays: CrystalArrays) -> np.ndarray:
+        """Jitted `prior_part` on the host."""
+        return np.asarray(self._prior_part(_to_jax(arrays)))
+
+    def logdensity_fn(self) -> Callable[[CrystalArrays], jax.Array]:
+        """Single-crystal tempered log density for the blackjax-style kernels (prior only)."""
+        if self.conditioners:
+            raise ValueError(
+                "this posterior has host-side conditioners; use cfmc.sweep.Sampler, which calls "
+                "them for the whole batch of chains"
+            )
+        beta = 1.0 / self.temperature
+
+        def logdensity(position: CrystalArrays) -> jax.Array:
+            batched = jax.tree.map(lambda x: jnp.asarray(x)[None], position)
+            return beta * self.prior_part(batched)[0]
+
+        return logdensity
+
+    def conditioner_logdensity(self, arrays: CrystalArrays) -> ConditionerOutput:
+        """Weighted conditioner log-likelihoods for a batch, on the host. A conditioner that
+        raises fails the whole batch; -inf/NaN fail single crystals."""
+        b = CrystalArrays(*(np.asarray(f) for f in arrays)).batch_size
+        total = np.zeros(b)
+        failed = np.zeros(b, bool)
+        terms: dict[str, np.ndarray] = {}
+        values: dict[str, np.ndarray] = {}
+        if not self.conditioners or b == 0:
+            return ConditionerOutput(total, terms, values, failed)
+        from cfmc.crystal import from_arrays
+
+        crystals = from_arrays(arrays)
+        for name, w, c in zip(self.names, self.weights, self.conditioners, strict=True):
+            logp, sub_terms, sub_values, sub_failed = _call_conditioner(c, crystals, b)
+            bad = sub_failed | ~np.isfinite(logp)
+            failed |= bad
+            total += w * np.where(bad, 0.0, logp)
+            terms[name] = w * logp
+            for k, v in sub_terms.items():
+                terms[f"{name}.{k}"] = w * v
+            values.update(sub_values)
+        total[failed] = -np.inf
+        return ConditionerOutput(total, terms, values, failed)
+
+    def __call__(self, arrays: CrystalArrays) -> PosteriorTerms:
+        """Every term for a batch: the tempered total and the untempered parts."""
+        pt = self._prior_terms(_to_jax(arrays))
+        prior_terms = {
+            k: np.asarray(getattr(pt, k)) for k in getattr(pt, "_fields", ("total", "lattice"))
+        }
+        log_prior = prior_terms["total"]
+        part = log_prior - prior_terms["lattice"] if self.marginalize_lattice else log_prior
+        cond = self.conditioner_logdensity(arrays)
+        total = (part + cond.logp) / self.temperature
+        return PosteriorTerms(
+            total, log_prior, cond.logp, prior_terms, cond.terms, cond.values, cond.failed
+        )
+
+
+def _to_jax(arrays: CrystalArrays) -> CrystalArrays:
+    return CrystalArrays(*(jnp.asarray(f) for f in arrays))
+
+
+def _call_conditioner(c: Callable, crystals: list, b: int):
+    out = c(crystals)
+    if hasattr(out, "logp"):
+        logp = np.asarray(out.logp, float).reshape(-1)
+        terms = {k: np.asarray(v, float).reshape(-1) for k, v in (getattr(out, "terms", None) or {}).items()}
+        values = {
+            k: np.asarray(v, float).reshape(-1) for k, v in (getattr(out, "values", None) or {}).items()
+        }
+        failed = getattr(out, "failed", None)
+        failed = np.zeros(b, bool) if failed is None else np.asarray(failed, bool).reshape(-1)
+    else:
+        logp = np.asarray(out, float).reshape(-1)
+        terms, values, failed = {}, {}, np.zeros(b, bool)
+    if logp.shape != (b,) or failed.shape != (b,):
+        raise ValueError(
+            f"conditioner {_name(c, 0)} returned {logp.shape[0]} values for {b} crystals"
+        )
+    return np.where(np.isnan(logp), -np.inf, logp), terms, values, failed
+
+
+def weighted(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Sum of a dict of (B,) arrays (0 when empty)."""
+    vals = list(values.values())
+    return np.sum(vals, axis=0) if vals else np.zeros(0)
