@@ -46,6 +46,7 @@ class SweepConfig:
     lattice_step: float = 0.2  # Angstrom (angles: ANGLE_SCALE degrees per unit)
     target_acceptance: float = 0.3
     adapt_rate: float = 1.0
+    chunk_size: int = 128  # chains evaluated together inside one jitted move
 
     def __post_init__(self) -> None:
         if self.species_proposal not in ("uniform", "prior"):
@@ -113,6 +114,8 @@ class Sampler:
             raise ValueError("the prior-informed species proposal needs species_log_probs")
         self.step_sizes = {"coords": self.config.coord_step, "lattice": self.config.lattice_step}
         self.stats = new_stats()
+        self._cons_cache: tuple[int, SiteConstraints] | None = None
+        self._chain_proposed = self._chain_accepted = np.zeros(0, np.int64)
         sp = (
             species.uniform_proposal()
             if self.config.species_proposal == "uniform"
@@ -131,12 +134,15 @@ class Sampler:
     # ------------------------------------------------------------------ schedule
 
     def _batched_constraints(self, batch: int) -> SiteConstraints:
+        if self._cons_cache is not None and self._cons_cache[0] == batch:
+            return self._cons_cache[1]
         c = self.constraints
         if c.species_move.ndim == 1:
             c = c.broadcast(batch)
         if c.species_move.shape[0] != batch:
             raise ValueError(f"constraints are for {c.species_move.shape[0]} chains, not {batch}")
-        return SiteConstraints(*(jnp.asarray(f) for f in c))
+        self._cons_cache = (batch, SiteConstraints(*(jnp.asarray(f) for f in c)))
+        return self._cons_cache[1]
 
     def schedule(self) -> list[tuple[str, int]]:
         """The moves of one sweep, (kernel, site) in sequence order; sites with nothing to move
@@ -160,12 +166,17 @@ class Sampler:
         propose = self._proposals[kind]
 
         def fn(key, positions, constraints, site, step):
-            keys = jax.random.split(key, positions.spacegroup.shape[0])
-            prop = jax.vmap(propose, in_axes=(0, 0, 0, None, None))(
-                keys, positions, constraints, site, step
-            )
-            lp = self.posterior.prior_part(prop.position)
-            return prop, lp
+            b = positions.spacegroup.shape[0]
+            keys = jax.random.split(key, b)
+
+            def one(args):
+                prop = propose(*args, site, step)
+                batched = jax.tree.map(lambda x: x[None], prop.position)
+                return prop, self.posterior.prior_part(batched)[0]
+
+            # chunks of chains: one huge batch runs slower per chain on CPU (cache misses)
+            return jax.lax.map(one, (keys, positions, constraints),
+                               batch_size=min(self.config.chunk_size, b))
 
         return fn
 
@@ -190,7 +201,7 @@ class Sampler:
     def init(self, positions: CrystalArrays) -> ChainState:
         """Evaluate the posterior at the initial crystals; every one must have finite density."""
         pos = CrystalArrays(*(jnp.asarray(f) for f in positions))
-        lp = jax.jit(self.posterior.prior_part)(pos)
+        lp = jnp.asarray(self.posterior.prior_logdensity(pos))
         cond = self.posterior.conditioner_logdensity(positions)
         bad = ~np.isfinite(np.asarray(lp)) | ~np.isfinite(cond.logp)
         if bad.any():
@@ -212,9 +223,9 @@ class Sampler:
             pos, lp, acc, active, valid = self._jit_fused[kind](
                 key, state.position, state.log_prior, cons, jnp.int32(site), step, jnp.float32(beta)
             )
-            active, valid, acc = (np.asarray(x) for x in (active, valid, acc))
-            st.update(proposed=int(active.sum()), accepted=int(acc.sum()),
-                      invalid=int((active & ~valid).sum()))
+            # device arrays: read back once per sweep, so moves are dispatched without waiting
+            self._chain_counts(active, acc)
+            st.update(proposed=active.sum(), accepted=acc.sum(), invalid=(active & ~valid).sum())
             return state._replace(position=pos, log_prior=lp), st
         k_prop, k1, k2 = jax.random.split(key, 3)
         prop, lp_new = self._jit_propose[kind](k_prop, state.position, cons, jnp.int32(site), step)
@@ -251,6 +262,7 @@ class Sampler:
             new = np.full(b, np.nan)
             new[idx] = v
             values[k] = np.where(acc, new, cur)
+        self._chain_counts(active, acc)
         st.update(
             proposed=int(active.sum()),
             accepted=int(acc.sum()),
@@ -261,6 +273,12 @@ class Sampler:
         )
         return ChainState(pos, lp, ll, values), st
 
+    def run_one(
+        self, key: jax.Array, index: int, state: ChainState, temperature: float | None = None
+    ) -> tuple[ChainState, dict[str, dict[str, int]]]:
+        """Sweep number `index` with the key derived from the run's base key."""
+        return self.sweep(jax.random.fold_in(key, index), state, temperature)
+
     def sweep(
         self, key: jax.Array, state: ChainState, temperature: float | None = None
     ) -> tuple[ChainState, dict[str, dict[str, int]]]:
@@ -268,13 +286,32 @@ class Sampler:
         t = self.posterior.temperature if temperature is None else float(temperature)
         beta = 1.0 / t
         stats = new_stats()
+        b = state.position.spacegroup.shape[0]
+        self._chain_proposed = np.zeros(b, np.int32)
+        self._chain_accepted = np.zeros(b, np.int32)
         moves = self.schedule()
         keys = jax.random.split(key, max(len(moves), 1))
+        done = []
         for k, (kind, site) in zip(keys, moves, strict=False):
             state, st = self.move(k, state, kind, site, beta)
+            done.append((kind, st))
+        for kind, st in jax.device_get(done):
             add_stats(stats, {kind: st})
+        self._chain_proposed, self._chain_accepted = jax.device_get(
+            (self._chain_proposed, self._chain_accepted)
+        )
         add_stats(self.stats, stats)
         return state, stats
+
+    def _chain_counts(self, active, accepted) -> None:
+        self._chain_proposed = self._chain_proposed + active.astype(np.int32)
+        self._chain_accepted = self._chain_accepted + accepted.astype(np.int32)
+
+    @property
+    def chain_acceptance(self) -> np.ndarray:
+        """(B,) fraction of the last sweep's proposals each chain accepted (NaN: none made)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._chain_accepted / self._chain_proposed
 
     def adapt(self, stats: dict[str, dict[str, int]], iteration: int) -> None:
         """Robbins-Monro step on log step size towards the target acceptance (burn-in only)."""
@@ -286,3 +323,53 @@ class Sampler:
                 step = self.step_sizes[kind] * np.exp(rate * (acc - self.config.target_acceptance))
                 hi = 0.5 if kind == "coords" else 5.0
                 self.step_sizes[kind] = float(np.clip(step, 1e-4, hi))
+
+
+def annealing(start: float, end: float, sweeps: int) -> Callable[[int], float]:
+    """Temperature per sweep: geometric from `start` to `end` over `sweeps`, then `end`."""
+    if start <= 0 or end <= 0:
+        raise ValueError("annealing temperatures must be positive")
+
+    def temperature(i: int) -> float:
+        if sweeps <= 1 or i >= sweeps - 1:
+            return end
+        return float(start * (end / start) ** (i / (sweeps - 1)))
+
+    return temperature
+
+
+def run_sweeps(
+    sampler: Sampler,
+    state: ChainState,
+    key: jax.Array,
+    sweeps: int,
+    burn_in: int,
+    start: int = 0,
+    temperature: Callable[[int], float] | None = None,
+    on_sweep: Callable[[int, ChainState, dict], None] | None = None,
+    progress: bool = True,
+    desc: str = "sweeps",
+) -> ChainState:
+    """Sweeps `start..sweeps-1`; sweep i uses key fold_in(key, i), so a resumed run repeats an
+    uninterrupted one. Step sizes adapt while i < burn_in. A tqdm bar shows acceptance per
+    kernel and the mean log posterior; `on_sweep(i, state, stats)` runs after each sweep."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, sweeps), initial=start, total=sweeps, desc=desc, disable=not progress,
+               dynamic_ncols=True)
+    for i in bar:
+        t = temperature(i) if temperature is not None else None
+        state, stats = sampler.run_one(key, i, state, t)
+        if i < burn_in:
+            sampler.adapt(stats, i)
+        acc = acceptance(stats)
+        post = {k[:4]: f"{v:.2f}" for k, v in acc.items() if np.isfinite(v)}
+        finite = state.logdensity[np.isfinite(state.logdensity)]
+        post["logp"] = f"{finite.mean():.2f}" if finite.size else "nan"
+        if t is not None:
+            post["T"] = f"{t:.2f}"
+        bar.set_postfix(post, refresh=False)
+        if on_sweep is not None:
+            on_sweep(i, state, stats)
+    bar.close()
+    return state

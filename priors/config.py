@@ -64,10 +64,32 @@ CONFIGS: dict[str, PriorConfig] = {
     "default": PriorConfig(n_layers=4, n_heads=8, key_size=32, model_size=64, embed_size=32),
     # For tests: seconds to compile and run.
     "tiny": PriorConfig(
-        n_layers=1, n_heads=2, key_size=8, model_size=16, embed_size=8, Kx=3, Kl=2, Nf=2,
-        max_sites=6, dropout_rate=0.0, attn_dropout_rate=0.0,
+        n_layers=1,
+        n_heads=2,
+        key_size=8,
+        model_size=16,
+        embed_size=8,
+        Kx=3,
+        Kl=2,
+        Nf=2,
+        max_sites=6,
+        dropout_rate=0.0,
+        attn_dropout_rate=0.0,
     ),
 }
+
+
+def enable_compilation_cache(path: str | None = None) -> None:
+    """Keep compiled programs on disk ($CFMC_CACHE/jax, default ~/.cache/cfmc/jax), so repeated
+    command-line runs skip XLA compilation (tens of seconds per shape on a small CPU)."""
+    import os
+    from pathlib import Path
+
+    import jax
+
+    root = Path(os.environ.get("CFMC_CACHE", Path.home() / ".cache" / "cfmc"))
+    jax.config.update("jax_compilation_cache_dir", str(path or root / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def get_config(name: str) -> PriorConfig:

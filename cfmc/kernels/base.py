@@ -31,7 +31,7 @@ class MoveInfo(NamedTuple):
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
-    is_valid: jax.Array  # False: the proposal broke a constraint (an impossible cell, a differ pair)
+    is_valid: jax.Array  # False: the proposal broke a constraint (impossible cell, differ pair)
     is_active: jax.Array  # False: nothing to move at this site (a no-op, not counted)
     proposal: CrystalState
 
@@ -48,7 +48,9 @@ class Proposal(NamedTuple):
 ProposalFn = Callable[[jax.Array, CrystalArrays, SiteConstraints, jax.Array, jax.Array], Proposal]
 
 
-def init(position: CrystalArrays, logdensity_fn: Callable[[CrystalArrays], jax.Array]) -> CrystalState:
+def init(
+    position: CrystalArrays, logdensity_fn: Callable[[CrystalArrays], jax.Array]
+) -> CrystalState:
     """Initial state of one chain."""
     position = jax.tree.map(jnp.asarray, position)
     return CrystalState(position, logdensity_fn(position))

@@ -1,0 +1,126 @@
+"""Chain diagnostics: traced scalars per draw and chain, ArviZ InferenceData, R-hat/ESS, plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfmc.sweep import acceptance
+
+MAX_PLOTTED_CHAINS = 16
+
+
+class Trace:
+    """Scalars per draw for every chain: log prior, log posterior, each term and property."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[np.ndarray]] = {}
+        self.draws = 0
+
+    def append(self, scalars: Mapping[str, np.ndarray]) -> None:
+        """Add one draw; every value is a (chains,) array. A name missing from earlier draws is
+        back-filled with NaN."""
+        for name, v in scalars.items():
+            col = self.columns.setdefault(name, [])
+            v = np.asarray(v, np.float64).reshape(-1)
+            while len(col) < self.draws:
+                col.append(np.full(v.shape, np.nan))
+            col.append(v)
+        self.draws += 1
+        for col in self.columns.values():
+            if len(col) < self.draws:
+                col.append(np.full(col[-1].shape, np.nan))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """name -> (chains, draws)."""
+        return {k: np.stack(v, axis=1) for k, v in self.columns.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Trace:
+        """Rebuild from `arrays()` (for resuming)."""
+        t = cls()
+        for k, a in arrays.items():
+            t.columns[k] = [np.asarray(a)[:, d] for d in range(np.shape(a)[1])]
+            t.draws = max(t.draws, np.shape(a)[1])
+        return t
+
+    def to_inference_data(self, acceptance_per_chain: Mapping[str, np.ndarray] | None = None):
+        """ArviZ InferenceData: traced scalars in `posterior`, per-draw acceptance (and other
+        sampler statistics) in `sample_stats`."""
+        import warnings
+
+        import arviz as az
+
+        stats = {k: np.asarray(v) for k, v in (acceptance_per_chain or {}).items()}
+        with warnings.catch_warnings():  # many chains and few draws is normal here
+            warnings.filterwarnings("ignore", message="More chains")
+            return az.from_dict(posterior=self.arrays(), sample_stats=stats or None)
+
+
+def convergence(trace: Trace) -> dict[str, dict[str, float]]:
+    """R-hat (rank-normalised) and bulk/tail ESS of every traced scalar (NaN when undefined)."""
+    import arviz as az
+
+    out: dict[str, dict[str, float]] = {}
+    for name, a in trace.arrays().items():
+        entry = {"rhat": math.nan, "ess_bulk": math.nan, "ess_tail": math.nan}
+        finite = np.isfinite(a).all() and a.shape[1] >= 4 and np.ptp(a) > 0
+        if finite:
+            entry["rhat"] = float(az.rhat(a)) if a.shape[0] > 1 else math.nan
+            entry["ess_bulk"] = float(az.ess(a, method="bulk"))
+            entry["ess_tail"] = float(az.ess(a, method="tail"))
+        out[name] = entry
+    return out
+
+
+def kernel_summary(stats: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
+    """Counts and acceptance rate per kernel (kernels that never proposed are left out)."""
+    acc = acceptance(stats)
+    return {
+        k: dict(d) | {"acceptance": acc[k]} for k, d in stats.items() if d.get("proposed", 0) > 0
+    }
+
+
+def trace_plot(trace: Trace, path: str | Path, names: list[str] | None = None) -> Path:
+    """Trace lines of a few chains and a histogram over all chains, one row per scalar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays = trace.arrays()
+    names = [n for n in (names or list(arrays)) if n in arrays]
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.2 * max(len(names), 1)), squeeze=False)
+    for row, name in zip(axes, names, strict=True):
+        a = arrays[name]
+        for c in range(min(a.shape[0], MAX_PLOTTED_CHAINS)):
+            row[0].plot(a[c], lw=0.8, alpha=0.7)
+        row[0].set_ylabel(name, fontsize=8)
+        row[0].set_xlabel("draw")
+        finite = a[np.isfinite(a)]
+        if finite.size:
+            row[1].hist(finite, bins=50, color="0.4")
+        row[1].set_xlabel(name)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a run depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("cfmc", "jax", "equinox", "numpyro", "blackjax", "arviz", "numpy", "pymatgen",
+                 "pyxtal", "spglib", "matgl", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,176 @@
+"""The run directory: samples.csv, one CIF per kept crystal, trace.nc, summary.json, plots, and a
+checkpoint to resume from. Nothing is overwritten without `force`; writes are atomic so an
+interrupted run leaves complete files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfmc.arrays import CrystalArrays
+
+CHECKPOINT = "checkpoint.npz"
+OUTPUTS = ("samples.csv", "trace.nc", "summary.json", "trace.png", "log_posterior.png",
+           CHECKPOINT, "cif")
+
+
+def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path:
+    """Create the run directory. An existing non-empty one is an error unless `force` (its run
+    outputs are removed) or `resume` (a checkpoint must be there)."""
+    path = Path(path)
+    if resume:
+        if not (path / CHECKPOINT).exists():
+            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {path}")
+        return path
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory")
+    if path.exists() and any(path.iterdir()):
+        if not force:
+            raise FileExistsError(
+                f"run directory {path} is not empty; pass --force to overwrite or --resume to "
+                "continue it"
+            )
+        for name in OUTPUTS:
+            p = path / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _atomic(path: Path, write) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    tmp.replace(path)
+    return path
+
+
+def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
+    """Write the chain state (a flat dict of arrays) and JSON metadata atomically."""
+    path = Path(path) / CHECKPOINT
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload["__meta__"] = np.array(json.dumps(_jsonable(meta)))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **payload)
+
+    return _atomic(path, write)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of `save_checkpoint`."""
+    with np.load(Path(path) / CHECKPOINT, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k != "__meta__"}
+        meta = json.loads(str(f["__meta__"]))
+    return arrays, meta
+
+
+def pack_arrays(prefix: str, arrays: CrystalArrays) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{k}": np.asarray(v) for k, v in arrays._asdict().items()}
+
+
+def unpack_arrays(prefix: str, flat: Mapping[str, np.ndarray]) -> CrystalArrays:
+    return CrystalArrays(**{k: flat[f"{prefix}.{k}"] for k in CrystalArrays._fields})
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_summary(path: str | Path, summary: Mapping[str, Any]) -> Path:
+    p = Path(path) / "summary.json"
+    return _atomic(p, lambda tmp: tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n"))
+
+
+def write_trace(path: str | Path, idata) -> Path:
+    p = Path(path) / "trace.nc"
+    return _atomic(p, lambda tmp: idata.to_netcdf(str(tmp)))
+
+
+def select_top(
+    crystals: Sequence, scores: np.ndarray, top: int | None, ltol: float = 0.2,
+    stol: float = 0.3, angle_tol: float = 5.0,
+) -> list[int]:
+    """Indices of the `top` best distinct crystals by score (descending). Duplicates: same reduced
+    composition and matched by pymatgen's StructureMatcher; crystals without a finite score or
+    a valid structure are dropped."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher(ltol=ltol, stol=stol, angle_tol=angle_tol)
+    order = np.argsort(-np.nan_to_num(np.asarray(scores, float), nan=-np.inf), kind="stable")
+    kept: list[int] = []
+    by_formula: dict[str, list] = {}
+    for i in order:
+        if top is not None and len(kept) >= top:
+            break
+        if not np.isfinite(scores[i]):
+            continue
+        c = crystals[i]
+        try:
+            s = c.to_structure()
+        except ValueError:
+            continue
+        same = by_formula.setdefault(c.formula, [])
+        if any(matcher.fit(s, other) for other in same):
+            continue
+        same.append(s)
+        kept.append(int(i))
+    return kept
+
+
+def write_samples(
+    path: str | Path,
+    crystals: Sequence,
+    chains: Sequence[int],
+    columns: Mapping[str, np.ndarray],
+    cif_dir: str = "cif",
+) -> Path:
+    """samples.csv (one row per crystal: chain, formula, space group, string, the given numeric
+    columns, CIF text) and one CIF file per crystal under `cif_dir`."""
+    import pandas as pd
+
+    path = Path(path)
+    (path / cif_dir).mkdir(exist_ok=True)
+    rows = []
+    for rank, (c, chain) in enumerate(zip(crystals, chains, strict=True)):
+        try:
+            cif = c.to_cif()
+        except ValueError as e:
+            cif = ""
+            err = str(e)
+        else:
+            err = ""
+            name = f"{rank:04d}_{c.formula}_chain{int(chain)}.cif"
+            _atomic(path / cif_dir / name, lambda tmp, text=cif: tmp.write_text(text))
+        row = {"rank": rank, "chain": int(chain), "formula": c.formula,
+               "spacegroup": c.spacegroup, "string": c.to_string()}
+        row.update({k: float(np.asarray(v)[rank]) for k, v in columns.items()})
+        row["cif"] = cif
+        if err:
+            row["error"] = err
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    return _atomic(path / "samples.csv", lambda tmp: df.to_csv(tmp, index=False))

@@ -1,0 +1,269 @@
+"""The CrystalFormer transformer (Cao et al. 2025, section 2.1) as Equinox modules.
+
+One crystal is the token sequence
+
+    [start(g), w_1, a_1, x_1, y_1, z_1, ..., w_N, a_N, x_N, y_N, z_N, w_{N+1} = pad]
+
+with the space group g concatenated to every token's embedding. Causal self-attention makes the
+output at a token the conditional of the next one: the start token gives the first letter, w_i gives
+the species a_i, a_i, x_i and y_i give the coordinates, z_i gives the next letter, and the first
+padding letter gives the lattice. Modules here act on one crystal; batches come from `jax.vmap`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import PriorConfig
+
+TWO_PI = 2.0 * math.pi
+
+
+def _trunc_normal(key: jax.Array, shape: tuple[int, ...], scale: float) -> jax.Array:
+    return scale * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+
+
+class Dense(eqx.Module):
+    """Affine map on the last axis (any leading axes)."""
+
+    weight: jax.Array  # (out, in)
+    bias: jax.Array  # (out,)
+
+    def __init__(self, n_in: int, n_out: int, key: jax.Array, scale: float):
+        self.weight = _trunc_normal(key, (n_out, n_in), scale)
+        self.bias = jnp.zeros((n_out,), jnp.float32)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x @ self.weight.T + self.bias
+
+
+class LayerNorm(eqx.Module):
+    """Layer normalisation over the last axis."""
+
+    weight: jax.Array
+    bias: jax.Array
+    eps: float = eqx.field(static=True, default=1e-5)
+
+    def __init__(self, size: int):
+        self.weight = jnp.ones((size,), jnp.float32)
+        self.bias = jnp.zeros((size,), jnp.float32)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class Attention(eqx.Module):
+    """Multi-head causal self-attention with an optional key/value cache for decoding."""
+
+    query: Dense
+    key_proj: Dense
+    value: Dense
+    out: Dense
+    n_heads: int = eqx.field(static=True)
+    key_size: int = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
+
+    def __init__(self, config: PriorConfig, key: jax.Array):
+        kq, kk, kv, ko = jax.random.split(key, 4)
+        d, hk = config.model_size, config.n_heads * config.key_size
+        s = config.init_scale
+        self.query = Dense(d, hk, kq, s)
+        self.key_proj = Dense(d, hk, kk, s)
+        self.value = Dense(d, hk, kv, s)
+        self.out = Dense(hk, d, ko, s)
+        self.n_heads, self.key_size = config.n_heads, config.key_size
+        self.dropout_rate = config.attn_dropout_rate
+
+    def _heads(self, x: jax.Array) -> jax.Array:
+        return x.reshape(*x.shape[:-1], self.n_heads, self.key_size)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """x: (L, D) -> (L, D), position t attending to positions <= t."""
+        n = x.shape[0]
+        q, k, v = (
+            self._heads(self.query(x)),
+            self._heads(self.key_proj(x)),
+            self._heads(self.value(x)),
+        )
+        scores = jnp.einsum("thk,shk->hts", q, k) / math.sqrt(self.key_size)
+        causal = jnp.tril(jnp.ones((n, n), bool))
+        weights = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
+        weights = _dropout(weights, self.dropout_rate, key)
+        h = jnp.einsum("hts,shk->thk", weights, v).reshape(n, -1)
+        return self.out(h)
+
+    def step(
+        self, x: jax.Array, cache: tuple[jax.Array, jax.Array], pos: jax.Array
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """One token x (D,) at position `pos`, attending to the cache; returns (out, new cache).
+
+        cache: keys and values (L, H, K) of all positions, valid below `pos`.
+        """
+        q, k, v = (
+            self._heads(self.query(x)),
+            self._heads(self.key_proj(x)),
+            self._heads(self.value(x)),
+        )
+        ck = jax.lax.dynamic_update_slice(cache[0], k[None], (pos, 0, 0))
+        cv = jax.lax.dynamic_update_slice(cache[1], v[None], (pos, 0, 0))
+        scores = jnp.einsum("hk,shk->hs", q, ck) / math.sqrt(self.key_size)
+        visible = jnp.arange(ck.shape[0]) <= pos
+        weights = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
+        h = jnp.einsum("hs,shk->hk", weights, cv).reshape(-1)
+        return self.out(h), (ck, cv)
+
+
+class Block(eqx.Module):
+    """Pre-layer-norm transformer block: attention then a GELU MLP, both residual."""
+
+    ln1: LayerNorm
+    attn: Attention
+    ln2: LayerNorm
+    fc1: Dense
+    fc2: Dense
+    dropout_rate: float = eqx.field(static=True)
+
+    def __init__(self, config: PriorConfig, key: jax.Array):
+        ka, k1, k2 = jax.random.split(key, 3)
+        d, s = config.model_size, config.init_scale
+        self.ln1, self.ln2 = LayerNorm(d), LayerNorm(d)
+        self.attn = Attention(config, ka)
+        self.fc1 = Dense(d, config.widening_factor * d, k1, s)
+        self.fc2 = Dense(config.widening_factor * d, d, k2, s)
+        self.dropout_rate = config.dropout_rate
+
+    def _mlp(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jax.nn.gelu(self.fc1(self.ln2(x))))
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        k1, k2, k3 = jax.random.split(key, 3) if key is not None else (None, None, None)
+        x = x + _dropout(self.attn(self.ln1(x), k1), self.dropout_rate, k2)
+        return x + _dropout(self._mlp(x), self.dropout_rate, k3)
+
+    def step(self, x: jax.Array, cache, pos: jax.Array):
+        h, cache = self.attn.step(self.ln1(x), cache, pos)
+        x = x + h
+        return x + self._mlp(x), cache
+
+
+class CrystalFormer(eqx.Module):
+    """Space-group-informed autoregressive transformer over (w, a, x, y, z) site tokens."""
+
+    g_embed: jax.Array  # (230, E)
+    w_embed: jax.Array  # (28, E)
+    a_embed: jax.Array  # (119, E)
+    pos_embed: jax.Array  # (seq_len, D)
+    start_proj: Dense
+    w_proj: Dense
+    a_proj: Dense
+    coord_proj: tuple[Dense, Dense, Dense]
+    blocks: tuple[Block, ...]
+    ln_out: LayerNorm
+    w_head: Dense
+    a_head: Dense
+    coord_head: Dense
+    lattice_head: Dense
+    config: PriorConfig = eqx.field(static=True)
+
+    def __init__(self, config: PriorConfig, key: jax.Array):
+        keys = iter(jax.random.split(key, 16 + config.n_layers))
+        c, s = config, config.init_scale
+        e, d = c.embed_size, c.model_size
+        self.config = c
+        self.g_embed = _trunc_normal(next(keys), (230, e), s)
+        self.w_embed = _trunc_normal(next(keys), (c.num_letters, e), s)
+        self.a_embed = _trunc_normal(next(keys), (c.num_species, e), s)
+        self.pos_embed = _trunc_normal(next(keys), (c.seq_len, d), s)
+        self.start_proj = Dense(e, d, next(keys), s)
+        self.w_proj = Dense(2 * e + 1, d, next(keys), s)
+        self.a_proj = Dense(2 * e, d, next(keys), s)
+        self.coord_proj = tuple(Dense(e + 2 * c.Nf, d, next(keys), s) for _ in range(3))
+        self.blocks = tuple(Block(c, next(keys)) for _ in range(c.n_layers))
+        self.ln_out = LayerNorm(d)
+        self.w_head = Dense(d, c.num_letters, next(keys), s)
+        self.a_head = Dense(d, c.num_species, next(keys), s)
+        self.coord_head = Dense(d, 3 * c.Kx, next(keys), s)
+        self.lattice_head = Dense(d, c.Kl + 12 * c.Kl, next(keys), s)
+
+    # --- token embeddings (any leading axes) ---------------------------------------------------
+
+    def embed_start(self, g: jax.Array) -> jax.Array:
+        return self.start_proj(self.g_embed[g - 1])
+
+    def embed_letter(self, g: jax.Array, w: jax.Array, mult: jax.Array) -> jax.Array:
+        ge = jnp.broadcast_to(self.g_embed[g - 1], (*jnp.shape(w), self.config.embed_size))
+        feats = [ge, self.w_embed[w], jnp.log1p(mult.astype(jnp.float32))[..., None]]
+        return self.w_proj(jnp.concatenate(feats, axis=-1))
+
+    def embed_species(self, g: jax.Array, a: jax.Array) -> jax.Array:
+        ge = jnp.broadcast_to(self.g_embed[g - 1], (*jnp.shape(a), self.config.embed_size))
+        return self.a_proj(jnp.concatenate([ge, self.a_embed[a]], axis=-1))
+
+    def embed_coord(self, g: jax.Array, x: jax.Array, axis: int) -> jax.Array:
+        k = jnp.arange(1, self.config.Nf + 1, dtype=jnp.float32)
+        phase = TWO_PI * x[..., None] * k
+        ge = jnp.broadcast_to(self.g_embed[g - 1], (*jnp.shape(x), self.config.embed_size))
+        feats = jnp.concatenate([ge, jnp.cos(phase), jnp.sin(phase)], axis=-1)
+        return self.coord_proj[axis](feats)
+
+    def embed(self, g: jax.Array, w: jax.Array, a: jax.Array, xyz: jax.Array, mult: jax.Array):
+        """Token embeddings (5N+2, D) of one crystal with N site slots (positions added)."""
+        n = w.shape[0]
+        site = jnp.stack(
+            [
+                self.embed_letter(g, w, mult),
+                self.embed_species(g, a),
+                *(self.embed_coord(g, xyz[:, k], k) for k in range(3)),
+            ],
+            axis=1,
+        ).reshape(5 * n, -1)
+        tail = self.embed_letter(g, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        h = jnp.concatenate([self.embed_start(g)[None], site, tail[None]], axis=0)
+        return h + self.pos_embed[: 5 * n + 2]
+
+    # --- the transformer ------------------------------------------------------------------------
+
+    def __call__(self, h: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Embedded tokens (L, D) -> final hidden states (L, D); dropout only when key is given."""
+        keys = (
+            jax.random.split(key, len(self.blocks))
+            if key is not None
+            else [None] * len(self.blocks)
+        )
+        for block, k in zip(self.blocks, keys, strict=True):
+            h = block(h, k)
+        return self.ln_out(h)
+
+    def init_cache(self) -> tuple[tuple[jax.Array, jax.Array], ...]:
+        c = self.config
+        z = jnp.zeros((c.seq_len, c.n_heads, c.key_size), jnp.float32)
+        return tuple((z, z) for _ in self.blocks)
+
+    def step(self, x: jax.Array, cache, pos: jax.Array):
+        """Decode one embedded token x (D,) at position `pos` (position embedding added here)."""
+        h = x + self.pos_embed[pos]
+        new_cache = []
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            h, layer_cache = block.step(h, layer_cache, pos)
+            new_cache.append(layer_cache)
+        return self.ln_out(h), tuple(new_cache)
+
+
+def count_parameters(model: CrystalFormer) -> int:
+    """Number of trainable scalars."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return int(sum(np.prod(x.shape) for x in leaves))

@@ -1,0 +1,236 @@
+"""Autoregressive sampling with a key/value cache: one token per transformer step, jitted, batched.
+
+A `lax.scan` runs over the site slots; each iteration feeds the five tokens of one site (letter,
+species, x, y, z), one at a time, through the cached transformer and draws the next token from the
+masked conditional. The log probability of every choice under the untempered conditionals is
+recorded, so a sample's recorded log p equals `log_prob` of the result.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cfmc.arrays import NUM_SPECIES, CrystalArrays
+
+from .density import (
+    LogProbTerms,
+    angle_to_coord,
+    coord_distribution,
+    coord_log_prob,
+    lattice_distribution,
+    lattice_log_prob,
+    lattice_scale,
+    letter_mask,
+    normalise_lattice,
+    species_mask,
+    symmetrise_lattice,
+    wyckoff_tables,
+)
+from .model import CrystalFormer
+
+
+def _top_p(logits: jax.Array, top_p: jax.Array) -> jax.Array:
+    """Nucleus filter: keep the most probable choices whose mass reaches top_p."""
+    probs = jax.nn.softmax(logits)
+    sorted_p = jnp.sort(probs)[::-1]
+    before = jnp.cumsum(sorted_p) - sorted_p  # mass of strictly more probable choices
+    threshold = jnp.min(jnp.where(before < top_p, sorted_p, jnp.inf))
+    return jnp.where((probs >= threshold) | (top_p >= 1.0), logits, -jnp.inf)
+
+
+def _choose(key, logits, mask, fixed, temperature, top_p=None):
+    """Draw from masked logits (tempered) unless `fixed` >= 0; log p under the untempered ones."""
+    masked = jnp.where(mask, logits, -jnp.inf)
+    tempered = masked / temperature
+    if top_p is not None:
+        tempered = _top_p(tempered, top_p)
+    drawn = jax.random.categorical(key, tempered)
+    choice = jnp.where(fixed >= 0, fixed, drawn).astype(jnp.int32)
+    return choice, jax.nn.log_softmax(masked)[choice]
+
+
+def _sample_one(
+    model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p
+):
+    cfg = model.config
+    n = cfg.max_sites
+    t = wyckoff_tables()
+    mult, free, op0 = (jnp.asarray(x) for x in (t.mult, t.free, t.op0))
+    cache = model.init_cache()
+
+    h, cache = model.step(model.embed_start(g), cache, jnp.int32(0))
+    key, k0 = jax.random.split(key)
+    w0, lp_w0 = _choose(k0, model.w_head(h), letter_mask(g, 0, True), fixed_w[0], temperature)
+    fixed_w_next = jnp.concatenate([fixed_w[1:], jnp.zeros((1,), jnp.int32)])
+
+    def site(carry, i):
+        cache, w, prev, key, lat_h, acc = carry
+        keys = jax.random.split(key, 6)
+        pos = 1 + 5 * i
+        h, cache = model.step(model.embed_letter(g, w, mult[g, w]), cache, pos)
+        lat_h = jnp.where((w == 0) & (prev != 0), h, lat_h)  # the first padding letter
+        a, lp_a = _choose(
+            keys[0],
+            model.a_head(h),
+            species_mask(w, allowed[i], cfg.num_species),
+            fixed_a[i],
+            temperature,
+            top_p,
+        )
+        h, cache = model.step(model.embed_species(g, a), cache, pos + 1)
+        xyz = jnp.zeros(3, jnp.float32)
+        lp_x = jnp.float32(0.0)
+        for k in range(3):
+            params = model.coord_head(h)
+            drawn = angle_to_coord(
+                coord_distribution(params, temperature, cfg.kappa_min).sample(keys[1 + k])
+            )
+            drawn = jnp.where(jnp.isnan(fixed_x[i, k]), drawn, jnp.mod(fixed_x[i, k], 1.0))
+            tied = jnp.mod(op0[g, w, k, :3] @ xyz + op0[g, w, k, 3], 1.0)
+            val = jnp.where(free[g, w, k], drawn, tied)
+            val = jnp.where(val >= 1.0, val - 1.0, val)
+            lp_x += jnp.where(free[g, w, k], coord_log_prob(params, val, cfg.kappa_min), 0.0)
+            xyz = xyz.at[k].set(val)
+            h, cache = model.step(model.embed_coord(g, val, k), cache, pos + 2 + k)
+        # The last slot's successor is the appended padding letter: forced.
+        mask_next = jnp.where(i + 1 < n, letter_mask(g, w, False), jnp.arange(cfg.num_letters) == 0)
+        w_next, lp_w = _choose(keys[4], model.w_head(h), mask_next, fixed_w_next[i], temperature)
+        acc = acc + jnp.stack([lp_w, jnp.where(w > 0, lp_a, 0.0), lp_x])
+        return (cache, w_next, w, keys[5], lat_h, acc), (w, a, xyz)
+
+    acc0 = jnp.stack([lp_w0, jnp.float32(0.0), jnp.float32(0.0)])
+    init = (cache, w0, jnp.int32(0), key, jnp.zeros(cfg.model_size, jnp.float32), acc0)
+    (cache, w_last, prev, key, lat_h, acc), (w, a, xyz) = jax.lax.scan(site, init, jnp.arange(n))
+    h, _ = model.step(model.embed_letter(g, w_last, mult[g, w_last]), cache, jnp.int32(1 + 5 * n))
+    lat_h = jnp.where(prev != 0, h, lat_h)  # all slots real: the appended letter is the first pad
+
+    # Project onto the Wyckoff positions (the representative's op0), wrapped into [0, 1).
+    xyz = jnp.mod(jnp.einsum("nij,nj->ni", op0[g, w, :, :3], xyz) + op0[g, w, :, 3], 1.0)
+    xyz = jnp.where(xyz >= 1.0, xyz - 1.0, xyz)
+
+    params = model.lattice_head(lat_h)
+    lat_free = jnp.asarray(t.lattice_free)[g]
+    norm = lattice_distribution(params, lat_free, temperature, cfg.sigma_min).sample(key)
+    _, factor = normalise_lattice(norm, lattice_scale(g, w))
+    lattice = symmetrise_lattice(g, norm / factor)
+    lp_l = lattice_log_prob(params, g, w, lattice, cfg.sigma_min)
+
+    arrays = CrystalArrays(g, w, a, xyz, lattice, w > 0)
+    terms = LogProbTerms(acc.sum() + lp_l, acc[0], acc[1], acc[2], lp_l)
+    return arrays, terms
+
+
+@eqx.filter_jit
+def _sample_batch(model, keys, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p):
+    fn = jax.vmap(_sample_one, in_axes=(None, 0, 0, None, None, None, None, None, None))
+    return fn(model, keys, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p)
+
+
+def _template(value, n: int, fill, dtype, shape, name: str) -> np.ndarray:
+    if value is None:
+        return np.full(shape, fill, dtype)
+    v = np.asarray(value, dtype)
+    if v.shape[0] > n or v.shape[1:] != shape[1:]:
+        raise ValueError(f"{name} must have shape {shape} (or fewer sites), got {v.shape}")
+    out = np.full(shape, fill, dtype)
+    out[: v.shape[0]] = v
+    return out
+
+
+def sample_with_log_prob(
+    model: CrystalFormer,
+    key: jax.Array,
+    spacegroup,
+    num: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    allowed_species=None,
+    fixed_wyckoff=None,
+    fixed_species=None,
+    fixed_coords=None,
+    chunk: int = 256,
+) -> tuple[CrystalArrays, LogProbTerms]:
+    """`sample`, also returning the log p recorded while sampling (untempered conditionals)."""
+    n = model.config.max_sites
+    g = np.broadcast_to(np.asarray(spacegroup, np.int32), (num,))
+    if np.any((g < 1) | (g > 230)):
+        raise ValueError(f"space groups must be 1..230, got {np.unique(g)[:5].tolist()}")
+    if temperature <= 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    allowed = np.ones((n, NUM_SPECIES), bool)
+    if allowed_species is not None:
+        allowed = np.broadcast_to(np.asarray(allowed_species, bool), (n, NUM_SPECIES))
+        if not np.all(allowed[:, 1:].any(-1)):
+            raise ValueError("allowed_species leaves no element for some site")
+    fw = _template(fixed_wyckoff, n, -1, np.int32, (n,), "fixed_wyckoff")
+    fa = _template(fixed_species, n, -1, np.int32, (n,), "fixed_species")
+    fx = _template(fixed_coords, n, np.nan, np.float32, (n, 3), "fixed_coords")
+    keys = jax.random.split(key, num)
+    outs = []
+    for i in range(0, num, chunk):
+        stop = min(i + chunk, num)
+        size = stop - i
+        # Pad the last chunk to the full size so one compiled shape serves all chunks.
+        sel = (
+            np.concatenate([np.arange(i, stop), np.full(chunk - size, i)])
+            if num > chunk
+            else (np.arange(i, stop))
+        )
+        out = _sample_batch(
+            model,
+            keys[sel],
+            jnp.asarray(g[sel]),
+            jnp.asarray(allowed),
+            jnp.asarray(fw),
+            jnp.asarray(fa),
+            jnp.asarray(fx),
+            jnp.float32(temperature),
+            jnp.float32(top_p),
+        )
+        outs.append(jax.tree_util.tree_map(lambda x, size=size: x[:size], out))
+    arrays = CrystalArrays(*(jnp.concatenate(f) for f in zip(*(o[0] for o in outs), strict=True)))
+    terms = LogProbTerms(*(jnp.concatenate(f) for f in zip(*(o[1] for o in outs), strict=True)))
+    return arrays, terms
+
+
+def sample(
+    model: CrystalFormer,
+    key: jax.Array,
+    spacegroup,
+    num: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    allowed_species=None,
+    fixed_wyckoff=None,
+    fixed_species=None,
+    fixed_coords=None,
+) -> CrystalArrays:
+    """Draw `num` crystals of `spacegroup` (an int or (num,) ints) from the prior.
+
+    temperature scales the letter/species/mixture logits (1/T), the von Mises concentrations (1/T)
+    and the lattice widths (sqrt T); top_p is a nucleus filter on the species. allowed_species:
+    bool (119,) or (N, 119). fixed_*: per-site templates (N,), (N,), (N, 3) whose entries other than
+    -1 (NaN for coordinates) are clamped; coordinates end on their Wyckoff positions in [0, 1) and
+    the lattice is symmetrised for the group.
+    """
+    arrays, _ = sample_with_log_prob(
+        model,
+        key,
+        spacegroup,
+        num,
+        temperature=temperature,
+        top_p=top_p,
+        allowed_species=allowed_species,
+        fixed_wyckoff=fixed_wyckoff,
+        fixed_species=fixed_species,
+        fixed_coords=fixed_coords,
+    )
+    return arrays
+
+
+__all__ = ["sample", "sample_with_log_prob"]

@@ -1,0 +1,169 @@
+"""`cfmc design` end to end on a small random CrystalFormer with the real MEGNet predictors: the
+run directory, the predicted properties per sample, the Fig. 9 plots, no silent overwrite; and
+the pieces (target parsing, the physical guard, the fast structure builder, constraints)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfmc.cli import main
+from cfmc.crystal import Crystal
+from cfmc.design import (
+    PhysicalGuard,
+    build_structure,
+    design_constraints,
+    distance_metrics,
+    parse_assignments,
+)
+from cfmc.template import Template
+
+priors = pytest.importorskip("cfmc.priors")
+
+TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
+ELEMENTS = ["Ca", "Sr", "Ba", "Ti", "Zr", "Nb", "O", "F"]
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prior") / "tiny"
+    config = priors.get_config("tiny").replace(init_scale=0.5)
+    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
+    return path
+
+
+def _args(prior_dir, out, extra=()):
+    return ["design", "--template", TEMPLATE, "--elements", *ELEMENTS,
+            "--target", "band_gap=2.0", "--target", "formation_energy=-3.0",
+            "--sigma", "band_gap=0.5", "--chains", "6", "--sweeps", "3", "--burn-in", "1",
+            "--seed", "1", "--prior", str(prior_dir), "--no-progress", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def run_dir(prior_dir, models_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("design") / "run"
+    assert main(_args(prior_dir, out)) == 0
+    return out
+
+
+def test_run_directory(run_dir):
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"samples.csv", "trace.nc", "summary.json", "trace.png", "cif", "unconditional.csv",
+            "chains.csv", "properties.png", "log_prior.png"} <= files
+    for png in ("properties.png", "log_prior.png", "trace.png"):
+        assert (run_dir / png).stat().st_size > 5000
+    df = pd.read_csv(run_dir / "samples.csv")
+    assert 1 <= len(df) <= 6
+    assert {"formula", "string", "log_prior", "log_posterior", "band_gap",
+            "formation_energy", "cif"} <= set(df.columns)
+    assert np.isfinite(df[["band_gap", "formation_energy", "log_prior"]].to_numpy()).all()
+    assert np.all(np.diff(df["log_posterior"]) <= 1e-9)
+    letters = Template.parse(TEMPLATE).letters
+    for text in df["string"]:
+        c = Crystal.from_string(text)
+        assert c.spacegroup == 225 and c.wyckoff == letters and set(c.species) <= set(ELEMENTS)
+    assert len(list((run_dir / "cif").glob("*.cif"))) == len(df)
+
+
+def test_summary_and_trace(run_dir):
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["command"] == "design" and s["status"] == "complete" and s["draws"] == 2
+    assert s["targets"] == {"band_gap": 2.0, "formation_energy": -3.0}
+    assert s["settings"]["sigmas"] == {"band_gap": 0.5}
+    assert {"species", "coords", "lattice"} <= set(s["kernels"])
+    for m in s["metrics"].values():
+        assert m["n_conditioned"] == 6 and m["n_unconditional"] >= 1
+        assert m["mean_abs_distance_unconditional"] > 0
+    import arviz as az
+
+    post = az.from_netcdf(run_dir / "trace.nc").posterior
+    assert post["band_gap"].shape == (6, 2)
+    assert {"log_posterior", "log_prior", "loglik", "formation_energy"} <= set(post.data_vars)
+    unc = pd.read_csv(run_dir / "unconditional.csv")
+    assert {"formula", "string", "log_prior", "band_gap", "formation_energy"} <= set(unc.columns)
+    chains = pd.read_csv(run_dir / "chains.csv")
+    assert len(chains) == 6
+    # the recorded values are the predictions of the recorded crystals
+    np.testing.assert_allclose(chains["log_posterior"],
+                               chains["log_prior"] + chains["log_likelihood"], rtol=1e-4)
+
+
+def test_refuses_to_overwrite(prior_dir, run_dir, capsys):
+    before = (run_dir / "samples.csv").read_bytes()
+    assert main(_args(prior_dir, run_dir)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (run_dir / "samples.csv").read_bytes() == before
+
+
+def test_bad_arguments(prior_dir, tmp_path, capsys):
+    assert main(_args(prior_dir, tmp_path / "a", ["--spacegroup", "221"])) == 2
+    assert "disagrees" in capsys.readouterr().err
+    argv = _args(prior_dir, tmp_path / "b")
+    argv[argv.index("band_gap=2.0")] = "band_gap"
+    assert main(argv) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_parse_assignments():
+    assert parse_assignments(["band_gap=2", " x =-3.5"], "--target") == {"band_gap": 2.0,
+                                                                       "x": -3.5}
+    with pytest.raises(ValueError, match="not a number"):
+        parse_assignments(["band_gap=two"], "--target")
+
+
+def test_build_structure_matches_crystal(data_dir):
+    from cfmc.data import read_table
+
+    table = read_table(data_dir / "crystalformer_mini.csv")
+    for cif in table["cif"][:8]:
+        c = Crystal.from_cif(cif)
+        a, b = c.to_structure(), build_structure(c)
+        assert [str(s) for s in a.species] == [str(s) for s in b.species]
+        np.testing.assert_allclose(a.frac_coords, b.frac_coords, atol=1e-9)
+        assert a.lattice == b.lattice
+
+
+def test_physical_guard_skips_collapsed_cells():
+    seen = []
+
+    def cond(crystals):
+        seen.extend(crystals)
+        return np.array([c.to_structure().volume for c in crystals])
+
+    ok = Crystal.from_string("221-a-Sr-0-0-0-b-Ti-1/2-1/2-1/2-d-O-1/2-0-0",
+                             lattice=[3.9, 3.9, 3.9, 90, 90, 90])
+    squashed = ok.with_lattice([0.6, 0.6, 0.6, 90, 90, 90])  # atoms 0.3 A apart
+    out = PhysicalGuard(cond)([ok, squashed, ok])
+    assert len(seen) == 2 and np.isneginf(out.logp[1])
+    np.testing.assert_allclose(out.logp[[0, 2]], 3.9**3, rtol=1e-4)
+    assert out.errors[1] == "not physical" and out.errors[0] is None
+
+
+def test_design_constraints_per_chain():
+    crystals = [
+        Crystal.from_string("221-a-Sr-0-0-0-b-Ti-1/2-1/2-1/2-d-O-1/2-0-0",
+                            lattice=[3.9, 3.9, 3.9, 90, 90, 90]),
+        Crystal.from_string("225-a-Na-0-0-0-b-Cl-1/2-1/2-1/2", lattice=[5.6] * 3 + [90] * 3),
+    ]
+    from cfmc.crystal import to_arrays
+
+    allowed = np.zeros(119, bool)
+    allowed[[8, 11, 17, 22, 38]] = True
+    c = design_constraints(to_arrays(crystals, 4), allowed)
+    assert c.species_move.tolist() == [[True, True, True, False], [True, True, False, False]]
+    assert c.allowed[0, 0].tolist() == allowed.tolist() and c.allowed[1, 3, 0]
+    assert not c.coord_move.any()  # no free coordinates in these positions
+    assert c.lattice_move[0].tolist() == [True, False, False, False, False, False]
+
+
+def test_distance_metrics():
+    u = pd.DataFrame({"band_gap": [0.0, 4.0, np.nan]})
+    c = pd.DataFrame({"band_gap": [1.5, 2.5]})
+    m = distance_metrics(u, c, {"band_gap": 2.0})["band_gap"]
+    assert m["mean_abs_distance_unconditional"] == 2.0
+    assert m["mean_abs_distance_conditioned"] == 0.5 and m["ratio"] == 0.25
