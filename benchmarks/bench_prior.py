@@ -30,18 +30,23 @@ from cfmc.priors.train import (
 from cfmc.arrays import CrystalArrays
 
 
-def load_data(model: CrystalFormer, n: int) -> tuple[CrystalArrays, str]:
+def load_data(model: CrystalFormer, n: int | None) -> tuple[CrystalArrays, str]:
+    """n crystals (all of the file when None), repeated when the file has fewer."""
+    n_draw = n or 1000
     try:
         from cfmc.data import default_training_files, load_dataset
 
         path = default_training_files()[0]
         data = load_dataset(path, max_sites=model.config.max_sites, progress=False)
         arrays, _ = _fit_slots(data.arrays, model.config.max_sites)
+        if n is None:
+            return arrays, path.name
         reps = -(-n // arrays.batch_size)
         idx = np.resize(np.random.default_rng(0).permutation(arrays.batch_size), reps * n)[:n]
         return arrays.take(idx), path.name
     except (ImportError, FileNotFoundError):
-        drawn = sample(model, jax.random.PRNGKey(0), np.resize([225, 62, 14, 191], n), n)
+        groups = np.resize([225, 62, 14, 191], n_draw)
+        drawn = sample(model, jax.random.PRNGKey(0), groups, n_draw)
         return CrystalArrays(*(np.asarray(f) for f in drawn)), "drawn from the model"
 
 
@@ -59,6 +64,7 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 
 
 def bench(name: str, repeat: int) -> None:
+    jax.clear_caches()  # compile times per config, even when two configs share an architecture
     config = get_config(name)
     model = CrystalFormer(config, jax.random.PRNGKey(0))
     data, source = load_data(model, 1000)
@@ -89,8 +95,12 @@ def bench(name: str, repeat: int) -> None:
         f"training, batch 100, {config.max_sites} slots: {100 / best:8.1f} crystals/s "
         f"(compile+first {first:.1f} s)"
     )
-    buckets = assign_buckets(data, config.max_sites, opts.buckets, 100)
-    batches = [(s, _device_batch(data, i, s)) for s, i in epoch_batches(buckets, 100, 0, 0)]
+    # An epoch's mix of bucket shapes over the whole data set (first 40 batches of the epoch).
+    everything, _ = load_data(model, None)
+    buckets = assign_buckets(everything, config.max_sites, opts.buckets, 100)
+    batches = [
+        (s, _device_batch(everything, i, s)) for s, i in epoch_batches(buckets, 100, 0, 0)[:40]
+    ]
     t = time.perf_counter()
     sizes = sorted({s for s, _ in batches})
     for size in sizes:  # compile every bucket shape once

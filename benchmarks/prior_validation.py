@@ -11,15 +11,15 @@ import argparse
 
 def main() -> None:
     import jax
-
-    from cfmc.data import load_dataset
     from cfmc.priors import CrystalFormer, load_prior
     from cfmc.priors.density import satisfies_constraints
     from cfmc.priors.train import TrainOptions, clean_dataset, evaluate, split_indices
 
+    from cfmc.data import load_dataset
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--prior", default=None, help="checkpoint folder (default: the shipped prior)")
-    ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the untrained model")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the untrained model")
     args = ap.parse_args()
     trained = load_prior(args.prior)
     config = trained.config

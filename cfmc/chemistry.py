@@ -11,20 +11,29 @@ import numpy as np
 RADIOACTIVE = frozenset({43, 61, *range(84, 119)})
 
 
+MAX_ELEMENTS_BALANCE = 6  # SMACT's search grows exponentially with the number of elements
+
+
 @functools.lru_cache(maxsize=65536)
 def _balanced(formula: str) -> bool:
     from pymatgen.core import Composition
     from smact.screening import smact_validity
 
+    comp = Composition(formula)
+    if len(comp.elements) > MAX_ELEMENTS_BALANCE:
+        return False  # not tested; counted as not balanced
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bool(smact_validity(Composition(formula), use_pauling_test=True,
-                                   include_alloys=False))
+        try:
+            return bool(smact_validity(comp, use_pauling_test=True, include_alloys=False))
+        except KeyError:  # SMACT has no data for some heavy elements (e.g. Db)
+            return False
 
 
 def charge_balanced(composition) -> bool:
     """True when SMACT finds oxidation states that sum to zero and pass the Pauling test
-    (no exemption for alloys, so intermetallics count as not balanced)."""
+    (no exemption for alloys, so intermetallics count as not balanced). Compositions with more
+    than MAX_ELEMENTS_BALANCE elements are not searched and count as not balanced."""
     from pymatgen.core import Composition
 
     return _balanced(Composition(composition).reduced_formula)

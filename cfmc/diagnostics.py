@@ -124,3 +124,26 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def burn_in_plot(curve: list[list[float]], burn_in: int, path: str | Path) -> Path:
+    """Mean log prior and log posterior over all chains after every sweep, burn-in included,
+    so one can see them rise during burn-in and level off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = np.asarray(curve, float).reshape(-1, 3)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(a[:, 0] + 1, a[:, 1], label="mean log prior (target part)")
+    ax.plot(a[:, 0] + 1, a[:, 2], "--", label="mean log posterior")
+    ax.axvline(burn_in + 0.5, color="0.5", lw=0.8, ls=":", label="end of burn-in")
+    ax.set_xlabel("sweep")
+    ax.set_ylabel("nats")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

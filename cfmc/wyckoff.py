@@ -163,11 +163,12 @@ def orbit(g: int, letter: str, xyz, tol: float = 1e-4) -> np.ndarray:
     w = check_letter(g, letter)
     ops = t.general_ops[g, : t.num_ops[g]]
     pts = np.mod(ops[:, :, :3] @ np.asarray(xyz, float) + ops[:, :, 3], 1.0)
-    out: list[np.ndarray] = []
-    for p in pts:
-        if not any(_same_point(p, q, tol) for q in out):
-            out.append(p)
-    res = np.array(out)
+    d = pts[:, None, :] - pts[None, :, :]
+    d -= np.rint(d)
+    same = np.all(np.abs(d) < tol, axis=-1)
+    # keep an image unless an earlier image is the same point
+    first = ~np.any(np.tril(same, k=-1), axis=1)
+    res = pts[first]
     m = t.multiplicity[g, w]
     if len(res) != m:
         raise ValueError(
@@ -175,12 +176,6 @@ def orbit(g: int, letter: str, xyz, tol: float = 1e-4) -> np.ndarray:
             f"of {m}{letter} in group {g}: it does not lie on that Wyckoff position"
         )
     return res
-
-
-def _same_point(p: np.ndarray, q: np.ndarray, tol: float) -> bool:
-    d = p - q
-    d -= np.rint(d)
-    return bool(np.all(np.abs(d) < tol))
 
 
 # Crystal systems by space-group number; lattice parameters are (a, b, c, alpha, beta, gamma).

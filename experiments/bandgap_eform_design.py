@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
     p.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped one)")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier run in --out")
     p.add_argument("--out", default="runs/experiments/bandgap_eform_design")
     p.add_argument("--chains", type=int, default=256)
     p.add_argument("--sweeps", type=int, default=40)
@@ -34,11 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.quick:
-        args.chains, args.sweeps, args.burn_in = 6, 3, 1
+        args.chains, args.sweeps, args.burn_in = 4, 2, 1
     t0 = time.time()
     result = design(gaussian_targets(TARGETS), args.out, spacegroup=225, prior=args.prior,
                     chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in, seed=args.seed,
-                    delayed_acceptance=args.delayed_acceptance, force=True,
+                    delayed_acceptance=args.delayed_acceptance, force=args.force,
                     progress=not args.quick, settings={"experiment": "fig9"})
     metrics = result.summary["metrics"]
     report = {"seconds": time.time() - t0, "metrics": metrics,

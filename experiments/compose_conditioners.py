@@ -13,7 +13,7 @@ import argparse
 import sys
 
 import numpy as np
-from cfmc.predictors import FunctionConditioner, Gaussian, MEGNetBandGap, MEGNetFormationEnergy
+from cfmc.predictors import FunctionConditioner, Gaussian, get_predictor
 
 from cfmc.chemistry import charge_balanced
 from cfmc.design import design
@@ -28,17 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
     p.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped one)")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier run in --out")
     p.add_argument("--out", default="runs/experiments/compose_conditioners")
     args = p.parse_args(argv)
-    chains, sweeps = (6, 3) if args.quick else (64, 20)
+    chains, sweeps = (4, 2) if args.quick else (32, 16)
 
     target = (
-        Gaussian(MEGNetBandGap(), 2.0)
-        + Gaussian(MEGNetFormationEnergy(), -3.0)
+        Gaussian(get_predictor("band_gap"), 2.0)
+        + Gaussian(get_predictor("formation_energy"), -3.0)
         + FunctionConditioner(charge_balance, name="charge_balance", uses_lattice=False)
     )
     result = design(target, args.out, spacegroup=225, prior=args.prior, chains=chains,
-                    sweeps=sweeps, burn_in=sweeps // 2, force=True, progress=not args.quick)
+                    sweeps=sweeps, burn_in=sweeps // 2, force=args.force, progress=not args.quick)
 
     for label, df in (("prior samples", result.unconditional), ("conditioned", result.conditioned)):
         balanced = np.mean([charge_balanced(f) for f in df["formula"]])

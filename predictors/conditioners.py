@@ -165,44 +165,38 @@ class _Soft(PropertyConditioner):
             raise ValueError(f"{type(self).__name__} on {predictor.name}: width must be > 0")
 
 
-class AtLeast(_Soft):
+class _Bound(_Soft):
+    """A one-sided soft bound; `sign` +1 keeps y above the bound, -1 below it."""
+
+    sign = 1.0
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        bound: float,
+        width: float | None = None,
+        weight: float = 1.0,
+        name: str | None = None,
+    ):
+        super().__init__(predictor, width, weight, name)
+        self.bound = float(bound)
+
+    def loglik(self, values: np.ndarray) -> np.ndarray:
+        return log_sigmoid(self.sign * (values - self.bound) / self.width)
+
+
+class AtLeast(_Bound):
     """Soft y >= bound: log sigmoid((y - bound) / width); ~0 well above, linear well below."""
 
     kind = "at_least"
-
-    def __init__(
-        self,
-        predictor: Predictor,
-        bound: float,
-        width: float | None = None,
-        weight: float = 1.0,
-        name: str | None = None,
-    ):
-        super().__init__(predictor, width, weight, name)
-        self.bound = float(bound)
-
-    def loglik(self, values: np.ndarray) -> np.ndarray:
-        return log_sigmoid((values - self.bound) / self.width)
+    sign = 1.0
 
 
-class AtMost(_Soft):
+class AtMost(_Bound):
     """Soft y <= bound: log sigmoid((bound - y) / width)."""
 
     kind = "at_most"
-
-    def __init__(
-        self,
-        predictor: Predictor,
-        bound: float,
-        width: float | None = None,
-        weight: float = 1.0,
-        name: str | None = None,
-    ):
-        super().__init__(predictor, width, weight, name)
-        self.bound = float(bound)
-
-    def loglik(self, values: np.ndarray) -> np.ndarray:
-        return log_sigmoid((self.bound - values) / self.width)
+    sign = -1.0
 
 
 class Between(_Soft):

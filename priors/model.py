@@ -22,6 +22,7 @@ import numpy as np
 from .config import PriorConfig
 
 TWO_PI = 2.0 * math.pi
+KV = tuple[jax.Array, jax.Array]  # keys and values of one layer
 
 
 def _trunc_normal(key: jax.Array, shape: tuple[int, ...], scale: float) -> jax.Array:
@@ -107,24 +108,27 @@ class Attention(eqx.Module):
         return self.out(h)
 
     def step(
-        self, x: jax.Array, cache: tuple[jax.Array, jax.Array], pos: jax.Array
-    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        """One token x (D,) at position `pos`, attending to the cache; returns (out, new cache).
+        self, x: jax.Array, cache: KV, start: jax.Array, local: list[KV]
+    ) -> tuple[jax.Array, KV]:
+        """One token x (D,) during decoding; returns its output and its own (key, value).
 
-        cache: keys and values (L, H, K) of all positions, valid below `pos`.
+        It attends to the cache (L, H, K) at positions below `start` (read only), then to the
+        tokens decoded since (`local`, a list of (key, value) of shape (H, K)), then to itself.
+        Reading and writing one cache in a step makes XLA copy it, so writes happen in batches
+        (`CrystalFormer.write_cache`).
         """
-        q, k, v = (
-            self._heads(self.query(x)),
-            self._heads(self.key_proj(x)),
-            self._heads(self.value(x)),
-        )
-        ck = jax.lax.dynamic_update_slice(cache[0], k[None], (pos, 0, 0))
-        cv = jax.lax.dynamic_update_slice(cache[1], v[None], (pos, 0, 0))
-        scores = jnp.einsum("hk,shk->hs", q, ck) / math.sqrt(self.key_size)
-        visible = jnp.arange(ck.shape[0]) <= pos
-        weights = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
-        h = jnp.einsum("hs,shk->hk", weights, cv).reshape(-1)
-        return self.out(h), (ck, cv)
+        q = self._heads(self.query(x))
+        k, v = self._heads(self.key_proj(x)), self._heads(self.value(x))
+        lk = jnp.stack([*(kv[0] for kv in local), k])  # (T, H, K)
+        lv = jnp.stack([*(kv[1] for kv in local), v])
+        scale = 1.0 / math.sqrt(self.key_size)
+        s_cache = jnp.einsum("hk,shk->hs", q, cache[0]) * scale
+        s_cache = jnp.where(jnp.arange(cache[0].shape[0]) < start, s_cache, -jnp.inf)
+        s_local = jnp.einsum("hk,thk->ht", q, lk) * scale
+        w = jax.nn.softmax(jnp.concatenate([s_cache, s_local], axis=-1), axis=-1)
+        n = cache[0].shape[0]
+        h = jnp.einsum("hs,shk->hk", w[:, :n], cache[1]) + jnp.einsum("ht,thk->hk", w[:, n:], lv)
+        return self.out(h.reshape(-1)), (k, v)
 
 
 class Block(eqx.Module):
@@ -154,10 +158,10 @@ class Block(eqx.Module):
         x = x + _dropout(self.attn(self.ln1(x), k1), self.dropout_rate, k2)
         return x + _dropout(self._mlp(x), self.dropout_rate, k3)
 
-    def step(self, x: jax.Array, cache, pos: jax.Array):
-        h, cache = self.attn.step(self.ln1(x), cache, pos)
+    def step(self, x: jax.Array, cache: KV, start: jax.Array, local: list[KV]):
+        h, kv = self.attn.step(self.ln1(x), cache, start, local)
         x = x + h
-        return x + self._mlp(x), cache
+        return x + self._mlp(x), kv
 
 
 class CrystalFormer(eqx.Module):
@@ -253,14 +257,34 @@ class CrystalFormer(eqx.Module):
         z = jnp.zeros((c.seq_len, c.n_heads, c.key_size), jnp.float32)
         return tuple((z, z) for _ in self.blocks)
 
-    def step(self, x: jax.Array, cache, pos: jax.Array):
-        """Decode one embedded token x (D,) at position `pos` (position embedding added here)."""
+    def step(self, x: jax.Array, cache, start: jax.Array, local: list[list[KV]], pos: jax.Array):
+        """Decode one embedded token x (D,) at position `pos` (position embedding added here).
+
+        cache: per layer (keys, values) valid below `start`; local: per layer, the (key, value)
+        of the tokens decoded since `start`. Returns the final hidden state and this token's
+        (key, value) per layer.
+        """
         h = x + self.pos_embed[pos]
-        new_cache = []
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            h, layer_cache = block.step(h, layer_cache, pos)
-            new_cache.append(layer_cache)
-        return self.ln_out(h), tuple(new_cache)
+        kvs = []
+        for block, layer_cache, layer_local in zip(self.blocks, cache, local, strict=True):
+            h, kv = block.step(h, layer_cache, start, layer_local)
+            kvs.append(kv)
+        return self.ln_out(h), kvs
+
+    @staticmethod
+    def write_cache(cache, local: list[list[KV]], start: jax.Array):
+        """Write the decoded tokens' (key, value) into the cache at positions start, start+1..."""
+        out = []
+        for (ck, cv), layer_local in zip(cache, local, strict=True):
+            k = jnp.stack([kv[0] for kv in layer_local])
+            v = jnp.stack([kv[1] for kv in layer_local])
+            out.append(
+                (
+                    jax.lax.dynamic_update_slice(ck, k, (start, 0, 0)),
+                    jax.lax.dynamic_update_slice(cv, v, (start, 0, 0)),
+                )
+            )
+        return tuple(out)
 
 
 def count_parameters(model: CrystalFormer) -> int:

@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 
 from cfmc.arrays import NUM_SPECIES, CrystalArrays
 
@@ -52,6 +53,16 @@ def _choose(key, logits, mask, fixed, temperature, top_p=None):
     return choice, jax.nn.log_softmax(masked)[choice]
 
 
+def _draw_mixture(key, params, temperature, kappa_min):
+    """A draw from the von Mises mixture: the component first, then only that von Mises (the
+    mixture's own sampler would draw every component by rejection sampling)."""
+    d = coord_distribution(params, temperature, kappa_min)
+    k1, k2 = jax.random.split(key)
+    comp = d.mixing_distribution.sample(k1)
+    vm = d.component_distribution
+    return dist.VonMises(vm.loc[comp], vm.concentration[comp], validate_args=False).sample(k2)
+
+
 def _sample_one(
     model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p
 ):
@@ -60,8 +71,17 @@ def _sample_one(
     t = wyckoff_tables()
     mult, free, op0 = (jnp.asarray(x) for x in (t.mult, t.free, t.op0))
     cache = model.init_cache()
+    n_layers = len(model.blocks)
 
-    h, cache = model.step(model.embed_start(g), cache, jnp.int32(0))
+    def decode(x, cache, start, local, pos):
+        h, kvs = model.step(x, cache, start, local, pos)
+        for layer, kv in zip(local, kvs, strict=True):
+            layer.append(kv)
+        return h
+
+    local = [[] for _ in range(n_layers)]
+    h = decode(model.embed_start(g), cache, jnp.int32(0), local, jnp.int32(0))
+    cache = model.write_cache(cache, local, jnp.int32(0))
     key, k0 = jax.random.split(key)
     w0, lp_w0 = _choose(k0, model.w_head(h), letter_mask(g, 0, True), fixed_w[0], temperature)
     fixed_w_next = jnp.concatenate([fixed_w[1:], jnp.zeros((1,), jnp.int32)])
@@ -70,7 +90,8 @@ def _sample_one(
         cache, w, prev, key, lat_h, acc = carry
         keys = jax.random.split(key, 6)
         pos = 1 + 5 * i
-        h, cache = model.step(model.embed_letter(g, w, mult[g, w]), cache, pos)
+        local = [[] for _ in range(n_layers)]
+        h = decode(model.embed_letter(g, w, mult[g, w]), cache, pos, local, pos)
         lat_h = jnp.where((w == 0) & (prev != 0), h, lat_h)  # the first padding letter
         a, lp_a = _choose(
             keys[0],
@@ -80,21 +101,20 @@ def _sample_one(
             temperature,
             top_p,
         )
-        h, cache = model.step(model.embed_species(g, a), cache, pos + 1)
+        h = decode(model.embed_species(g, a), cache, pos, local, pos + 1)
         xyz = jnp.zeros(3, jnp.float32)
         lp_x = jnp.float32(0.0)
         for k in range(3):
             params = model.coord_head(h)
-            drawn = angle_to_coord(
-                coord_distribution(params, temperature, cfg.kappa_min).sample(keys[1 + k])
-            )
+            drawn = angle_to_coord(_draw_mixture(keys[1 + k], params, temperature, cfg.kappa_min))
             drawn = jnp.where(jnp.isnan(fixed_x[i, k]), drawn, jnp.mod(fixed_x[i, k], 1.0))
             tied = jnp.mod(op0[g, w, k, :3] @ xyz + op0[g, w, k, 3], 1.0)
             val = jnp.where(free[g, w, k], drawn, tied)
             val = jnp.where(val >= 1.0, val - 1.0, val)
             lp_x += jnp.where(free[g, w, k], coord_log_prob(params, val, cfg.kappa_min), 0.0)
             xyz = xyz.at[k].set(val)
-            h, cache = model.step(model.embed_coord(g, val, k), cache, pos + 2 + k)
+            h = decode(model.embed_coord(g, val, k), cache, pos, local, pos + 2 + k)
+        cache = model.write_cache(cache, local, pos)
         # The last slot's successor is the appended padding letter: forced.
         mask_next = jnp.where(i + 1 < n, letter_mask(g, w, False), jnp.arange(cfg.num_letters) == 0)
         w_next, lp_w = _choose(keys[4], model.w_head(h), mask_next, fixed_w_next[i], temperature)
@@ -104,7 +124,9 @@ def _sample_one(
     acc0 = jnp.stack([lp_w0, jnp.float32(0.0), jnp.float32(0.0)])
     init = (cache, w0, jnp.int32(0), key, jnp.zeros(cfg.model_size, jnp.float32), acc0)
     (cache, w_last, prev, key, lat_h, acc), (w, a, xyz) = jax.lax.scan(site, init, jnp.arange(n))
-    h, _ = model.step(model.embed_letter(g, w_last, mult[g, w_last]), cache, jnp.int32(1 + 5 * n))
+    last = jnp.int32(1 + 5 * n)
+    local = [[] for _ in range(n_layers)]
+    h = decode(model.embed_letter(g, w_last, mult[g, w_last]), cache, last, local, last)
     lat_h = jnp.where(prev != 0, h, lat_h)  # all slots real: the appended letter is the first pad
 
     # Project onto the Wyckoff positions (the representative's op0), wrapped into [0, 1).

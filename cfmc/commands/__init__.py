@@ -1,1 +1,1 @@
-"""Sub-commands of the `cfmc` CLI; each module has `add_arguments(parser)` and `run(args) -> int`."""
+"""Sub-commands of the cfmc CLI: each module has add_arguments(parser) and run(args) -> int."""

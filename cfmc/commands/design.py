@@ -39,12 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cfmc import runio
     from cfmc.design import design, gaussian_targets, parse_assignments
 
     if args.spacegroup is None and args.template is None:
         raise ValueError("give --spacegroup or --template")
     targets = parse_assignments(args.target, "--target")
     sigmas = parse_assignments(args.sigma, "--sigma")
+    if not args.force:  # refuse before loading the predictors
+        runio.prepare(args.out)
     conditioner = gaussian_targets(targets, sigmas)
     result = design(
         conditioner,

@@ -8,6 +8,8 @@ p(L | sites). `--lattice-moves` keeps the lattice in the chain instead.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,14 @@ import numpy as np
 
 from cfmc import runio
 from cfmc.arrays import CrystalArrays
-from cfmc.diagnostics import Trace, convergence, kernel_summary, package_versions, trace_plot
+from cfmc.diagnostics import (
+    Trace,
+    burn_in_plot,
+    convergence,
+    kernel_summary,
+    package_versions,
+    trace_plot,
+)
 from cfmc.posterior import Posterior
 from cfmc.sweep import ChainState, Sampler, SweepConfig, add_stats, annealing, new_stats, run_sweeps
 from cfmc.template import Template
@@ -148,6 +157,7 @@ class _Recorder:
         self.burn_stats, self.sample_stats = new_stats(), new_stats()
         self.last: tuple[CrystalArrays, Any, np.ndarray] | None = None
         self.failures = 0
+        self.curve: list[list[float]] = []  # (sweep, mean log prior, mean log posterior)
         if marginal and posterior.prior.sample_lattice is not None:
             self._lattice = jax.jit(posterior.prior.sample_lattice)
         else:
@@ -169,6 +179,8 @@ class _Recorder:
         return terms, target
 
     def __call__(self, index: int, state: ChainState, stats: dict) -> None:
+        means = [float(np.mean(state.log_prior)), float(np.mean(state.logdensity))]
+        self.curve.append([index, *means])
         if index < self.burn_in:
             add_stats(self.burn_stats, stats)
             return
@@ -228,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         recorder.burn_stats = meta["burn_stats"]
         recorder.sample_stats = meta["sample_stats"]
         recorder.failures = meta.get("failures", 0)
+        recorder.curve = meta.get("curve", [])
         if start > args.burn_in:
             recorder.draw(start - 1, state)  # the saved draw's crystals, for the outputs
     temperature = (
@@ -253,7 +266,22 @@ def run(args: argparse.Namespace) -> int:
         _checkpoint(out, args, sampler, recorder, progress["state"], progress["next"])
         _write_outputs(out, args, template, sampler, recorder, status,
                        time.time() - progress["t0"])
+    _report(out)
     return 0
+
+
+def _report(out: Path) -> None:
+    """One closing paragraph: where the results are, how many, and the acceptance rates."""
+    summary = json.loads((out / "summary.json").read_text())
+    rates = ", ".join(f"{k} {v['acceptance']:.2f}" for k, v in summary["kernels"].items()
+                      if v.get("proposed"))
+    samples = out / "samples.csv"
+    n = 0
+    if samples.exists():
+        with open(samples, newline="") as f:
+            n = sum(1 for _ in csv.reader(f)) - 1  # CIF text spans lines inside quoted fields
+    print(f"{summary['status']}: {n} candidates in {out}/samples.csv "
+          f"({summary['seconds']:.0f} s; acceptance {rates})")
 
 
 def _checkpoint(out: Path, args, sampler: Sampler, recorder: _Recorder, state: ChainState,
@@ -265,7 +293,7 @@ def _checkpoint(out: Path, args, sampler: Sampler, recorder: _Recorder, state: C
     meta = {
         "settings": _settings(args), "next_sweep": next_sweep, "step_sizes": sampler.step_sizes,
         "burn_stats": recorder.burn_stats, "sample_stats": recorder.sample_stats,
-        "failures": recorder.failures,
+        "failures": recorder.failures, "curve": recorder.curve,
     }
     runio.save_checkpoint(out, arrays, meta)
 
@@ -295,6 +323,9 @@ def _write_outputs(out: Path, args, template: Template, sampler: Sampler, record
             "log_prior": "full log p(C|g) including the lattice term of the drawn lattice",
         },
     }
+    if recorder.curve:
+        summary["mean_log_density_by_sweep"] = recorder.curve
+        burn_in_plot(recorder.curve, args.burn_in, out / "burn_in.png")
     if recorder.trace.draws:
         summary["convergence"] = convergence(recorder.trace)
         acc = {"acceptance": np.stack(recorder.acceptance, axis=1)} if recorder.acceptance else {}
