@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> (module under cfmc.commands, one-line help); modules load only when their command runs
@@ -39,6 +40,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # cfmc's own notices (e.g. a patched legacy checkpoint) at INFO, other libraries' at WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("cfmc").setLevel(logging.INFO)
     args = build_parser(argv).parse_args(argv)
     try:
         return int(_load(args.command).run(args) or 0)

@@ -34,15 +34,16 @@ PROTOTYPE = "mp-7251"  # Ba2YNbO6, a stable (E_hull = 0) Fm-3m double perovskite
 PROTOTYPE_FILES = ("mpts52_val.csv.gz", "mpts52_test.csv.gz")
 
 
-def training_compositions() -> set[str]:
-    """Reduced formulas of the default training mix (`cfmc.data.load_dataset()`)."""
+def training_compositions(limit: int | None = None) -> set[str]:
+    """Reduced formulas of the default training mix (`cfmc.data.load_dataset()`); `limit` reads
+    only the first rows of each file (quick mode: a fresh machine has no conversion cache)."""
     from pymatgen.core import Composition
 
     from cfmc import wyckoff
     from cfmc.data import load_dataset
     from cfmc.template import element_symbols
 
-    a = load_dataset(progress=False).arrays
+    a = load_dataset(limit=limit, progress=False).arrays
     mult = wyckoff.tables().multiplicity
     symbols = element_symbols()
     out = set()
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{out} holds an earlier run; pass --force to overwrite it")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    known = training_compositions()
+    known = training_compositions(200 if args.quick else None)
     structure, proto = prototype_structure(args.prototype)
 
     t = time.time()
