@@ -77,7 +77,7 @@ def test_double_perovskite(prior_dir, data_dir, models_dir, tmp_path, capsys):
     assert set(metrics["sets"]) == {"cfmc", "pymatgen p>0.01"}
     cf = metrics["sets"]["cfmc"]
     assert 1 <= cf["candidates"] <= 10 and cf["new"] == cf["candidates"] == cf["quaternary"]
-    assert metrics["training_compositions"] > 10000
+    assert metrics["training_compositions"] > 500  # quick: first 200 rows of each training file
     df = pd.read_csv(out / "candidates.csv")
     assert {"formula", "method", "new", "charge_balanced", "formation_energy",
             "band_gap"} <= set(df.columns)
