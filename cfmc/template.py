@@ -19,6 +19,7 @@ import numpy as np
 
 from cfmc import wyckoff
 from cfmc.arrays import NUM_SPECIES, CrystalArrays
+from cfmc.chemistry import RADIOACTIVE
 
 BLANK = "[?]"
 COORD_TOL = 1e-3
@@ -43,8 +44,7 @@ def atomic_number(symbol: str) -> int:
 def radioactive_mask() -> np.ndarray:
     """(119,) True for the elements excluded by default: Tc, Pm and Z >= 84 (as in the paper)."""
     m = np.zeros(NUM_SPECIES, bool)
-    m[[43, 61]] = True
-    m[84:] = True
+    m[sorted(RADIOACTIVE)] = True
     return m
 
 
