@@ -28,6 +28,7 @@ from cfmc import runio, wyckoff
 from cfmc.arrays import NUM_SPECIES, CrystalArrays, concatenate
 from cfmc.crystal import Crystal
 from cfmc.diagnostics import Trace, convergence, kernel_summary, package_versions, trace_plot
+from cfmc.plotting import pyplot, save_figure
 from cfmc.posterior import Posterior
 from cfmc.sweep import ChainState, Sampler, SweepConfig, add_stats, new_stats, run_sweeps
 from cfmc.template import SiteConstraints, Template, atomic_number, default_allowed
@@ -614,10 +615,7 @@ def property_histograms(unconditional: pd.DataFrame, conditioned: pd.DataFrame,
                         properties: Sequence[str], marks: Mapping[str, Sequence[float]],
                         path: str | Path) -> Path:
     """Fig. 9a: one panel per property, unconditional vs conditioned, targets as dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = max(len(properties), 1)
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.4), squeeze=False)
@@ -626,27 +624,16 @@ def property_histograms(unconditional: pd.DataFrame, conditioned: pd.DataFrame,
         for v in marks.get(name, []):
             ax.axvline(v, color="k", ls="--", lw=1.2, label=f"target {v:g}")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def log_prior_histogram(unconditional: pd.DataFrame, conditioned: pd.DataFrame,
                         path: str | Path) -> Path:
     """Fig. 9b: prior log-likelihood log p(C|g) of unconditional vs conditioned samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     _hist_pair(ax, _finite(unconditional.get("log_prior")), _finite(conditioned.get("log_prior")),
                "log p(C|g)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

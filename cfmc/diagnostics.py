@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cfmc.plotting import pyplot, save_figure
 from cfmc.sweep import acceptance
 
 MAX_PLOTTED_CHAINS = 16
@@ -87,10 +88,7 @@ def kernel_summary(stats: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str
 
 def trace_plot(trace: Trace, path: str | Path, names: list[str] | None = None) -> Path:
     """Trace lines of a few chains and a histogram over all chains, one row per scalar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arrays = trace.arrays()
     names = [n for n in (names or list(arrays)) if n in arrays]
@@ -105,11 +103,7 @@ def trace_plot(trace: Trace, path: str | Path, names: list[str] | None = None) -
         if finite.size:
             row[1].hist(finite, bins=50, color="0.4")
         row[1].set_xlabel(name)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def package_versions() -> dict[str, str]:
@@ -129,10 +123,7 @@ def package_versions() -> dict[str, str]:
 def burn_in_plot(curve: list[list[float]], burn_in: int, path: str | Path) -> Path:
     """Mean log prior and log posterior over all chains after every sweep, burn-in included,
     so one can see them rise during burn-in and level off."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     a = np.asarray(curve, float).reshape(-1, 3)
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -142,8 +133,4 @@ def burn_in_plot(curve: list[list[float]], burn_in: int, path: str | Path) -> Pa
     ax.set_xlabel("sweep")
     ax.set_ylabel("nats")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
