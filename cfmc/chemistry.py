@@ -62,11 +62,16 @@ def structurally_valid(crystal, cutoff: float = 0.5) -> tuple[bool, str]:
     """(valid, reason): the cell builds (no site collisions) and all distances exceed `cutoff`."""
     try:
         structure = crystal.to_structure()
+    except np.linalg.LinAlgError as e:  # a degenerate (flat) cell
+        return False, f"non-physical cell: {e}"
     except ValueError as e:
         return False, f"site collision: {e}"
-    if structure.volume <= 0 or not np.isfinite(structure.volume):
+    if not np.isfinite(structure.volume) or structure.volume <= 1e-6 * len(structure):
         return False, "non-physical cell"
-    d = min_distance(structure)
+    try:
+        d = min_distance(structure)
+    except np.linalg.LinAlgError as e:
+        return False, f"non-physical cell: {e}"
     if d < cutoff:
         return False, f"atoms {d:.2f} A apart"
     return True, ""

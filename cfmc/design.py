@@ -116,10 +116,12 @@ def gaussian_target_values(conditioner: Any) -> dict[str, float]:
 
 
 def distance_metrics(
-    unconditional: pd.DataFrame, conditioned: pd.DataFrame, targets: Mapping[str, float]
+    unconditional: pd.DataFrame, conditioned: pd.DataFrame, targets: Mapping[str, float],
+    starts: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per property: mean absolute distance to the target of unconditional and conditioned
-    samples, their ratio, and the medians (finite predictions only)."""
+    samples, their ratio, and the medians (finite predictions only); with `starts`, also that of
+    the chains' starting points (what selection from the prior pool did before any move)."""
     out = {}
     for name, t in targets.items():
         u = _finite(unconditional.get(name))
@@ -136,6 +138,10 @@ def distance_metrics(
             "n_unconditional": int(u.size),
             "n_conditioned": int(c.size),
         }
+        if starts is not None:
+            st = _finite(starts.get(name))
+            out[name]["mean_abs_distance_start"] = (
+                float(np.mean(np.abs(st - t))) if st.size else float("nan"))
     return out
 
 
@@ -289,7 +295,8 @@ def design_constraints(arrays: CrystalArrays, allowed: np.ndarray) -> SiteConstr
 
 class _Start(NamedTuple):
     arrays: CrystalArrays  # one crystal per chain
-    unconditional: pd.DataFrame  # the distinct prior samples with finite posterior density
+    unconditional: pd.DataFrame  # the prior samples with finite posterior density; `start` marks
+    # the chains' starting points
     drawn: int  # prior samples drawn in all
     rejected: int  # of those, with zero posterior density (failed prediction, bad cell, ...)
     repeated: int  # chains that had to start from a repeated sample
@@ -331,18 +338,21 @@ def _draw(posterior: Posterior, key, num: int, spacegroup: int, template: Templa
 
 
 def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Template | None,
-           allowed: np.ndarray, max_sites: int, seed: int) -> _Start:
-    """Prior samples until `chains` of them have finite posterior density (a valid cell, a finite
-    prior, every prediction made); they are the chains' starts and the unconditional sample."""
+           allowed: np.ndarray, max_sites: int, seed: int, pool: int = 1) -> _Start:
+    """Prior samples until `pool * chains` of them have finite posterior density (a valid cell, a
+    finite prior, every prediction made); they are the unconditional sample, and the chains start
+    from the `chains` distinct ones of highest posterior density. Starting points only shorten
+    burn-in: the chains' stationary distribution is the posterior whatever they start from."""
     from cfmc.crystal import from_arrays
 
     rng = np.random.default_rng(seed)
     good: list[CrystalArrays] = []
     rows: list[pd.DataFrame] = []
     have = drawn = 0
-    num = max(int(np.ceil(chains * 1.25)), 8)
+    target = chains * max(int(pool), 1)
+    num = max(int(np.ceil(target * 1.25)), 8)
     for r in range(MAX_INIT_ROUNDS):
-        want = chains - have
+        want = target - have
         arrays, ok = _draw(posterior, jax.random.fold_in(key, r), num, spacegroup, template,
                            allowed, max_sites, rng)
         drawn += num
@@ -355,7 +365,7 @@ def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Te
             frame.update({k: np.asarray(v)[idx] for k, v in terms.values.items()})
             rows.append(pd.DataFrame(frame))
             have += idx.size
-        if have >= chains:
+        if have >= target:
             break
     if not have:
         where = f"template {template}" if template is not None else f"space group {spacegroup}"
@@ -368,10 +378,14 @@ def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Te
     crystals = from_arrays(arrays)
     table.insert(0, "formula", [c.formula for c in crystals])
     table.insert(1, "string", [c.to_string() for c in crystals])
-    repeated = chains - have
-    if repeated:
-        arrays = arrays.take(np.resize(np.arange(have), chains))
-    return _Start(arrays, table, drawn, drawn - have, repeated)
+    # the best distinct samples by log posterior start the chains
+    order = np.argsort(-(table["log_prior"].to_numpy() + table["log_likelihood"].to_numpy()),
+                       kind="stable")
+    distinct = order[~table["string"].iloc[order].duplicated().to_numpy()][:chains]
+    table.insert(2, "start", np.isin(np.arange(len(table)), distinct))
+    repeated = chains - distinct.size
+    starts = np.resize(distinct, chains) if repeated else distinct
+    return _Start(arrays.take(starts), table, drawn, drawn - have, repeated)
 
 
 def _jax(arrays: CrystalArrays) -> CrystalArrays:
@@ -440,6 +454,7 @@ def design(
     top: int = 0,
     min_distance: float = 0.5,
     min_volume_per_atom: float = 2.0,
+    pool: int = 4,
     force: bool = False,
     progress: bool = True,
     settings: Mapping[str, Any] | None = None,
@@ -485,7 +500,8 @@ def design(
     key = jax.random.PRNGKey(seed)
     k_init, k_run = jax.random.split(key)
     t0 = time.time()
-    start = _start(posterior, k_init, chains, spacegroup, template, allowed, max_sites, seed)
+    start = _start(posterior, k_init, chains, spacegroup, template, allowed, max_sites, seed,
+                   pool)
     start.unconditional.to_csv(out / "unconditional.csv", index=False)
     if template is not None:
         constraints = template.constraints(max_sites)
@@ -503,7 +519,7 @@ def design(
         "elements": list(elements) if elements else None, "allow_radioactive": allow_radioactive,
         "species_proposal": species_proposal, "delayed_acceptance": delayed_acceptance,
         "temperature": temperature, "top": top, "min_distance": min_distance,
-        "min_volume_per_atom": min_volume_per_atom, **dict(settings or {}),
+        "min_volume_per_atom": min_volume_per_atom, "pool": pool, **dict(settings or {}),
     }
 
     def record(i: int, st: ChainState, stats: dict) -> None:
@@ -560,7 +576,7 @@ def _write_outputs(out: Path, conditioner, posterior: Posterior, sampler: Sample
         "conditioners": list(posterior.names),
         "targets": targets,
         "start": {"prior_samples_drawn": start.drawn, "zero_density": start.rejected,
-                  "repeated_starts": start.repeated},
+                  "pool": int(len(start.unconditional)), "repeated_starts": start.repeated},
         "step_sizes": sampler.step_sizes,
         "schedule": [f"{k}@{s}" for k, s in sampler.schedule()],
         "kernels_burn_in": kernel_summary(recorder.burn_stats),
@@ -568,7 +584,8 @@ def _write_outputs(out: Path, conditioner, posterior: Posterior, sampler: Sample
         "draws": recorder.trace.draws,
         "kept": len(keep),
         "distinct_formulas": len({crystals[i].formula for i in keep}),
-        "metrics": distance_metrics(start.unconditional, conditioned, targets),
+        "metrics": distance_metrics(start.unconditional, conditioned, targets,
+                                    start.unconditional.loc[start.unconditional["start"]]),
         "versions": package_versions(),
         "columns": {
             "log_posterior": "untempered log p(C|g) + sum_k w_k log p(y_k|C) (lattice included)",

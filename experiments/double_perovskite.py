@@ -1,18 +1,24 @@
 """Double perovskites A2BB'X6 by template infill, compared with pymatgen's ionic substitution.
 
-    python experiments/double_perovskite.py [--quick] [--prior DIR] [--out DIR]
+    python experiments/double_perovskite.py [--quick] [--baseline-only] [--prototype ID]
+        [--thresholds P ...] [--prior DIR] [--out DIR]
 
 cfmc: `cfmc infill` of the Fm-3m template below (A on 8c, B on 4a, B' on 4b, X on 24e with its x
 free; all four elements differ) with its default sampler settings; the distinct final crystals
-are ranked by log posterior, one per composition, and the best `--keep` compositions that are not
-in the training data are kept. pymatgen: `SubstitutionPredictor` (Hautier et al.'s ionic
-substitution probabilities) on an oxidation-state decorated prototype double perovskite of the
-same Wyckoff pattern from MPTS-52, each predicted substitution applied with
-`SubstitutionTransformation` and its volume rescaled by `DLSVolumePredictor`.
+are ranked by log posterior, one per composition, and the best `--keep` charge-balanced
+compositions that are not in the training data are kept (the table also shows every new sampled
+composition, before that filter). Neither method uses radioactive elements unless
+`--allow-radioactive` is given. pymatgen: `SubstitutionPredictor` (Hautier et al.'s ionic
+substitution probabilities) on every prototype of the training mix that fits the template (space
+group 225, sites a, b, c, e with four distinct elements), each oxidation-state decorated by guess;
+each predicted substitution is applied with `SubstitutionTransformation` to its own prototype and
+its volume rescaled by `DLSVolumePredictor`. The predictions of all prototypes are joined, one row
+per reduced formula (the most probable substitution), and those not in the training mix are kept.
 
 Both sets get the same checks: number of distinct compositions, how many are not in the training
 mix, fraction charge balanced (`cfmc.chemistry.charge_balanced`), MEGNet formation energy and band
-gap quartiles. Writes candidates.csv, metrics.json and double_perovskite.png under --out.
+gap quartiles. Writes candidates.csv, prototypes.csv, metrics.json, table.md and
+double_perovskite.png under --out.
 """
 
 from __future__ import annotations
@@ -30,90 +36,157 @@ import pandas as pd
 TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 PATTERN = ("a", "b", "c", "e")
 DIFFER = ["0,1", "0,2", "0,3", "1,2", "1,3", "2,3"]
-PROTOTYPE = "mp-7251"  # Ba2YNbO6, a stable (E_hull = 0) Fm-3m double perovskite in MPTS-52
-PROTOTYPE_FILES = ("mpts52_val.csv.gz", "mpts52_test.csv.gz")
+QUICK_ROWS = 200  # quick mode reads only the first rows of each training file
 
 
-def training_compositions(limit: int | None = None) -> set[str]:
-    """Reduced formulas of the default training mix (`cfmc.data.load_dataset()`); `limit` reads
-    only the first rows of each file (quick mode: a fresh machine has no conversion cache)."""
+def load_training(limit: int | None = None):
+    """The default training mix (`cfmc.data.load_dataset()`; `limit` reads only the first rows of
+    each file: quick mode, a fresh machine has no conversion cache), the reduced formulas of its
+    crystals, and the rows that fit the template (prototypes for the ionic substitution)."""
     from pymatgen.core import Composition
 
     from cfmc import wyckoff
     from cfmc.data import load_dataset
-    from cfmc.template import element_symbols
+    from cfmc.template import Template, element_symbols
 
-    a = load_dataset(limit=limit, progress=False).arrays
+    data = load_dataset(limit=limit, progress=False)
+    a = data.arrays
     mult = wyckoff.tables().multiplicity
     symbols = element_symbols()
-    out = set()
+    formulas = []
     for g, w, z, m in zip(a.spacegroup, a.wyckoff, a.species, a.mask, strict=True):
         counts: dict[str, int] = {}
         for wi, zi in zip(w[m], z[m], strict=True):
             counts[symbols[zi]] = counts.get(symbols[zi], 0) + int(mult[g, wi])
-        out.add(Composition(counts).reduced_formula)
-    return out
+        formulas.append(Composition(counts).reduced_formula)
+    # the template's letters, fixed coordinates and differ pairs; any element (radioactive too)
+    differ = [tuple(int(i) for i in pair.split(",")) for pair in DIFFER]
+    template = Template.parse(TEMPLATE, differ=differ, exclude_radioactive=False)
+    assert template.letters == PATTERN
+    fits = template.check_arrays(a)
+    protos = data.table.loc[fits, ["file", "row", "material_id"]].copy()
+    protos["formula"] = [formulas[i] for i in np.flatnonzero(fits)]
+    return set(formulas), protos.reset_index(drop=True)
 
 
-def prototype_structure(material_id: str):
-    """The prototype's Structure (from the MPTS-52 files) and its Wyckoff string."""
+def radioactive(formula: str) -> bool:
+    """Whether a formula holds an element of `cfmc.chemistry.RADIOACTIVE`."""
+    from pymatgen.core import Composition
+
+    from cfmc.chemistry import RADIOACTIVE
+
+    return any(el.Z in RADIOACTIVE for el in Composition(formula).elements)
+
+
+def decorate(structure):
+    """The structure with pymatgen's guessed oxidation states (`add_oxidation_state_by_guess`;
+    where that gives a zero or fractional state, the best guess over all known oxidation states),
+    or None with the reason when neither gives integer nonzero states."""
+    def ok(s):
+        return all(float(sp.oxi_state).is_integer() and sp.oxi_state != 0
+                   for sp in s.composition.elements)
+
+    s = structure.copy()
+    s.add_oxidation_state_by_guess()
+    if ok(s):
+        return s, None
+    first = ", ".join(str(sp) for sp in s.composition.elements)
+    guesses = structure.composition.oxi_state_guesses(all_oxi_states=True)
+    if guesses:
+        s = structure.copy()
+        s.add_oxidation_state_by_element(dict(guesses[0]))
+        if ok(s):
+            return s, None
+    return None, f"no integer nonzero oxidation states (guess: {first})"
+
+
+def prototype_structures(protos: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Read each prototype's CIF from its training file and decorate it; adds the columns
+    `species` (the decorated species) and `skipped` (why it is left out, else empty)."""
     from pymatgen.core import Structure
 
-    from cfmc.crystal import Crystal
     from cfmc.data import read_table, shared_dir
 
-    for name in PROTOTYPE_FILES:
-        table = read_table(shared_dir() / "data" / name)
-        rows = table[table["material_id"] == material_id]
-        if len(rows):
-            structure = Structure.from_str(rows.iloc[0]["cif"], fmt="cif")
-            crystal = Crystal.from_structure(structure)
-            if crystal.spacegroup != 225 or crystal.wyckoff != PATTERN:
-                raise ValueError(
-                    f"{material_id} is {crystal.to_string()}, not an A2BB'X6 of pattern "
-                    f"225-{'-'.join(PATTERN)}"
-                )
-            return structure, crystal.to_string()
-    raise ValueError(f"prototype {material_id} not found in {', '.join(PROTOTYPE_FILES)}")
+    tables: dict[str, pd.DataFrame] = {}
+    structures, species, skipped = [], [], []
+    for f, r in zip(protos["file"], protos["row"], strict=True):
+        if f not in tables:
+            tables[f] = read_table(shared_dir() / "data" / f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s, why = decorate(Structure.from_str(tables[f].iloc[int(r)]["cif"], fmt="cif"))
+        structures.append(s)
+        species.append(" ".join(str(sp) for sp in s.composition.elements) if s else "")
+        skipped.append(why or "")
+    return protos.assign(species=species, skipped=skipped), structures
 
 
-def pymatgen_candidates(structure, threshold: float) -> pd.DataFrame:
-    """Ionic substitutions of the prototype with joint probability above `threshold`: one row per
-    distinct composition (its most probable substitution), with a structure as CIF."""
+def pymatgen_candidates(protos: pd.DataFrame, structures: list, threshold: float,
+                        known: set[str]) -> tuple[pd.DataFrame, dict]:
+    """Ionic substitutions of every prototype with joint probability above `threshold`, joined
+    over prototypes: one row per distinct reduced formula (its most probable substitution, on its
+    own prototype), other than the prototypes themselves; `new` marks formulas not in the training
+    mix, and only new ones get a DLS-rescaled structure (as CIF). Also returns per-prototype
+    prediction counts and the prototypes the predictor rejected (species it has no data for)."""
     from pymatgen.analysis.structure_prediction.substitution_probability import (
         SubstitutionPredictor,
     )
     from pymatgen.analysis.structure_prediction.volume_predictor import DLSVolumePredictor
     from pymatgen.transformations.standard_transformations import SubstitutionTransformation
 
-    decorated = structure.copy()
-    decorated.add_oxidation_state_by_guess()
-    predictions = SubstitutionPredictor(threshold=threshold).composition_prediction(
-        decorated.composition, to_this_composition=False
-    )
-    rows, seen = [], set()
-    volume = DLSVolumePredictor()
-    for p in sorted(predictions, key=lambda d: -d["probability"]):
-        subs = {str(k): str(v) for k, v in p["substitutions"].items() if k != v}
-        if not subs:
+    predictor = SubstitutionPredictor(threshold=threshold)  # one table load per threshold
+    raw, counts, rejected = [], {}, {}
+    for mid, s, why in zip(protos["material_id"], structures, protos["skipped"], strict=True):
+        if s is None or why:
             continue
-        new = SubstitutionTransformation(subs).apply_transformation(decorated)
+        try:
+            predictions = predictor.composition_prediction(s.composition,
+                                                           to_this_composition=False)
+        except ValueError as e:  # a species missing from the probability table
+            rejected[mid] = str(e)
+            continue
+        counts[mid] = len(predictions)
+        for p in predictions:
+            subs = {str(k): str(v) for k, v in p["substitutions"].items() if k != v}
+            if subs:
+                raw.append((float(p["probability"]), mid, s, subs))
+    raw.sort(key=lambda t: -t[0])
+    rows, structs, seen = [], [], set()
+    for prob, mid, s, subs in raw:
+        new = SubstitutionTransformation(subs).apply_transformation(s)
         new.remove_oxidation_states()
         formula = new.composition.reduced_formula
         if formula in seen:
             continue
         seen.add(formula)
+        rows.append({"formula": formula, "score": prob, "prototype": mid,
+                     "substitutions": " ".join(f"{k}->{v}" for k, v in sorted(subs.items())),
+                     "new": formula not in known})
+        structs.append(new)
+    volume, failed = DLSVolumePredictor(), []
+    for row, new in zip(rows, structs, strict=True):
+        row["volume_rescaled"] = False
+        if not row["new"]:
+            row["cif"] = ""
+            continue
         try:
             new = volume.get_predicted_structure(new)
+            row["volume_rescaled"] = True
         except Exception as e:  # DLS has no radius for some ions: keep the prototype's volume
-            warnings.warn(f"DLSVolumePredictor failed for {formula}: {e}", stacklevel=1)
-        rows.append({"formula": formula, "score": float(p["probability"]),
-                     "cif": new.to(fmt="cif")})
-    return pd.DataFrame(rows, columns=["formula", "score", "cif"])
+            failed.append(f"{row['formula']} ({e})")
+        row["cif"] = new.to(fmt="cif")
+    if failed:
+        warnings.warn(f"p>{threshold:g}: DLSVolumePredictor failed for {len(failed)} new "
+                      f"compositions, which keep their prototype's volume: "
+                      f"{'; '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}", stacklevel=1)
+    columns = ["formula", "score", "prototype", "substitutions", "new", "volume_rescaled", "cif"]
+    info = {"predictions": int(len(raw)), "per_prototype": counts, "rejected": rejected,
+            "dls_failed": len(failed)}
+    return pd.DataFrame(rows, columns=columns), info
 
 
-def cfmc_candidates(out: Path, args: argparse.Namespace) -> pd.DataFrame:
-    """`cfmc infill` of the template; one row per distinct composition, best log posterior first."""
+def run_infill(out: Path, args: argparse.Namespace) -> None:
+    """`cfmc infill` of the template into `out`."""
     from cfmc.cli import main
 
     argv = ["infill", TEMPLATE, "--out", str(out), "--top", str(args.top), "--seed", str(args.seed),
@@ -122,12 +195,18 @@ def cfmc_candidates(out: Path, args: argparse.Namespace) -> pd.DataFrame:
         argv += ["--differ", pair]
     if args.prior:
         argv += ["--prior", args.prior]
+    if args.allow_radioactive:
+        argv += ["--allow-radioactive"]
     for opt in ("chains", "sweeps", "burn_in"):
         v = getattr(args, opt)
         if v is not None:
             argv += [f"--{opt.replace('_', '-')}", str(v)]
     if main(argv) != 0:
         raise RuntimeError(f"cfmc infill failed (arguments: {' '.join(argv)})")
+
+
+def cfmc_candidates(out: Path) -> pd.DataFrame:
+    """The infill run in `out`: one row per distinct composition, best log posterior first."""
     samples = pd.read_csv(out / "samples.csv")
     samples = samples[samples["cif"].fillna("").str.len() > 0]
     samples = samples.drop_duplicates("formula", keep="first").reset_index(drop=True)
@@ -198,17 +277,42 @@ def plot(sets: dict[str, pd.DataFrame], path: Path) -> None:
     plt.close(fig)
 
 
+def table(metrics: dict) -> list[list[str]]:
+    """The comparison table: header row, then one row per candidate set."""
+    rows = [["set", "all", "new", "quaternary", "balanced", "Ef q25", "Ef q50", "Ef q75",
+             "Eg q50"]]
+    for k, m in metrics["sets"].items():
+        ef, eg, bal = m["formation_energy"], m["band_gap"], m["charge_balanced_fraction"]
+        rows.append([k, str(m["all"]), str(m["new"]), str(m["quaternary"]),
+                     "-" if bal is None else f"{100 * bal:.1f}%"]
+                    + [f"{ef[q]:.2f}" if q in ef else "-" for q in ("q25", "q50", "q75")]
+                    + [f"{eg['q50']:.2f}" if "q50" in eg else "-"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds to minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"tiny run for tests: first {QUICK_ROWS} rows of each training file (its "
+                        "prototypes and known formulas), a short infill, threshold 0.01 only")
+    p.add_argument("--baseline-only", action="store_true",
+                   help="skip cfmc infill; compare with an earlier infill in OUT/infill if any")
     p.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped one)")
     p.add_argument("--out", default="runs/experiments/double_perovskite")
     p.add_argument("--keep", type=int, default=100, help="new compositions kept from cfmc")
+    p.add_argument("--keep-unbalanced", action="store_true",
+                   help="keep cfmc's best new compositions whether or not they are charge "
+                        "balanced (default: only charge-balanced ones are kept)")
+    p.add_argument("--allow-radioactive", action="store_true",
+                   help="let both methods use radioactive elements (Tc, Pm, Po and beyond); by "
+                        "default neither does, as cfmc's infill excludes them")
     p.add_argument("--top", type=int, default=0,
                    help="distinct infill crystals written out (0: all; fewer is faster)")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.001],
                    help="SubstitutionPredictor probability thresholds")
-    p.add_argument("--prototype", default=PROTOTYPE, help="material_id of the prototype")
+    p.add_argument("--prototype", default=None,
+                   help="material_id of the one prototype to use (default: every crystal of the "
+                        "training mix that fits the template)")
     p.add_argument("--chains", type=int, default=None, help="infill chains (default: infill's)")
     p.add_argument("--sweeps", type=int, default=None)
     p.add_argument("--burn-in", type=int, default=None)
@@ -223,63 +327,108 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{out} holds an earlier run; pass --force to overwrite it")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    known = training_compositions(200 if args.quick else None)
-    structure, proto = prototype_structure(args.prototype)
+    known, protos = load_training(QUICK_ROWS if args.quick else None)
+    matches = len(protos)
+    if args.prototype:
+        protos = protos[protos["material_id"] == args.prototype].reset_index(drop=True)
+        if protos.empty:
+            raise SystemExit(f"{args.prototype} is not a crystal of the training mix that fits "
+                             f"{TEMPLATE}{' (quick: first rows only)' if args.quick else ''}")
+    if not args.allow_radioactive:
+        protos = protos[~protos["formula"].map(radioactive)].reset_index(drop=True)
+    protos, structures = prototype_structures(protos)
 
-    t = time.time()
-    cfmc_all = annotate(cfmc_candidates(out / "infill", args), known)
-    cfmc_seconds = time.time() - t
-    cfmc_new = cfmc_all.loc[cfmc_all["new"] & cfmc_all["quaternary"]].head(args.keep)
-    sets = {"cfmc": predict(cfmc_new)}
-    pmg_seconds = {}
+    sets, metrics_sets_all = {}, {}
+    cfmc_all, cfmc_seconds = None, None
+    if not args.baseline_only:
+        t = time.time()
+        run_infill(out / "infill", args)
+        cfmc_seconds = time.time() - t
+    if (out / "infill" / "samples.csv").exists():
+        cfmc_all = annotate(cfmc_candidates(out / "infill"), known)
+        cfmc_new = cfmc_all.loc[cfmc_all["new"] & cfmc_all["quaternary"]]
+        # every new composition sampled (before the charge-balance filter), then the kept ones
+        sets["cfmc, all new"] = predict(cfmc_new)
+        metrics_sets_all["cfmc, all new"] = int(len(cfmc_all))
+        kept = cfmc_new if args.keep_unbalanced else cfmc_new.loc[cfmc_new["charge_balanced"]]
+        sets["cfmc"] = sets["cfmc, all new"].loc[kept.index[: args.keep]]
+        metrics_sets_all["cfmc"] = int(len(cfmc_all))
+    else:
+        print(f"--baseline-only and no earlier infill in {out / 'infill'}: pymatgen side only")
+    pmg, per_prototype = {}, []
     for thr in args.thresholds:
         t = time.time()
-        cands = annotate(pymatgen_candidates(structure, thr), known)
-        pmg_seconds[thr] = time.time() - t
-        sets[f"pymatgen p>{thr:g}"] = predict(cands.loc[cands["new"]])
+        cands, info = pymatgen_candidates(protos, structures, thr, known)
+        cands = annotate(cands, known)
+        if not args.allow_radioactive:
+            cands = cands.loc[~cands["formula"].map(radioactive)]
+        per_prototype.append(info["per_prototype"])
+        key = f"pymatgen p>{thr:g}"
+        sets[key] = predict(cands.loc[cands["new"]])
+        metrics_sets_all[key] = int(len(cands))
+        protos[f"predictions_p{thr:g}"] = [info["per_prototype"].get(m, 0)
+                                           for m in protos["material_id"]]
+        pmg[f"{thr:g}"] = {"predictions": info["predictions"],
+                           "prototypes_used": len(info["per_prototype"]),
+                           "rejected_by_predictor": info["rejected"],
+                           "distinct_compositions": int(len(cands)), "new": int(cands["new"].sum()),
+                           "dls_failed": info["dls_failed"], "seconds": time.time() - t}
+    used = sorted(set().union(*(set(v) for v in per_prototype)))
+    skipped = {m: w for m, w in zip(protos["material_id"], protos["skipped"], strict=True) if w}
+    for v in pmg.values():
+        skipped.update({m: f"SubstitutionPredictor: {w}"
+                        for m, w in v["rejected_by_predictor"].items()})
 
     metrics = {
-        "template": TEMPLATE, "prototype": {"material_id": args.prototype, "string": proto,
-                                            "formula": structure.composition.reduced_formula},
+        "template": TEMPLATE,
+        "prototypes": {"matches": matches, "selected": int(len(protos)), "used": len(used),
+                       "skipped": skipped, "material_ids": used},
         "training_compositions": len(known),
-        "cfmc_all": {"distinct_compositions": int(len(cfmc_all)),
-                     "new_quaternary": int((cfmc_all["new"] & cfmc_all["quaternary"]).sum()),
-                     "seconds": cfmc_seconds},
-        "sets": {k: summarise(v) for k, v in sets.items()},
-        "pymatgen_seconds": {f"{k:g}": v for k, v in pmg_seconds.items()},
+        "pymatgen": pmg,
+        "sets": {k: {"all": metrics_sets_all[k], **summarise(v)} for k, v in sets.items()},
         "settings": vars(args),
     }
-    cf = metrics["sets"]["cfmc"]
-    checks: dict[str, bool | None] = {
-        "cfmc_new_at_least_100": metrics["cfmc_all"]["new_quaternary"] >= 100
-    }
-    for thr in args.thresholds:  # None: pymatgen proposed nothing to compare with
-        pm = metrics["sets"][f"pymatgen p>{thr:g}"]
-        checks[f"more_new_than_pymatgen_p{thr:g}"] = cf["new"] > pm["new"]
-        checks[f"higher_charge_balanced_than_pymatgen_p{thr:g}"] = (
-            None if pm["charge_balanced_fraction"] is None
-            else (cf["charge_balanced_fraction"] or 0) > pm["charge_balanced_fraction"]
-        )
+    checks: dict[str, bool | None] = {}
+    if cfmc_all is not None:
+        metrics["cfmc_all"] = {
+            "distinct_compositions": int(len(cfmc_all)),
+            "new_quaternary": int((cfmc_all["new"] & cfmc_all["quaternary"]).sum()),
+            "seconds": cfmc_seconds}
+        cf = metrics["sets"]["cfmc"]
+        checks["cfmc_new_at_least_100"] = metrics["cfmc_all"]["new_quaternary"] >= 100
+        for thr in args.thresholds:  # None: pymatgen proposed nothing to compare with
+            pm = metrics["sets"][f"pymatgen p>{thr:g}"]
+            checks[f"more_new_than_pymatgen_p{thr:g}"] = cf["new"] > pm["new"]
+            checks[f"higher_charge_balanced_than_pymatgen_p{thr:g}"] = (
+                None if pm["charge_balanced_fraction"] is None
+                else (cf["charge_balanced_fraction"] or 0) > pm["charge_balanced_fraction"]
+            )
     metrics["checks"] = checks
     metrics["seconds"] = time.time() - t0
     frames = [df.assign(method=k) for k, df in sets.items()]
     pd.concat(frames, ignore_index=True).to_csv(out / "candidates.csv", index=False)
+    protos.to_csv(out / "prototypes.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    rows = table(metrics)
+    (out / "table.md").write_text("\n".join(
+        ["| " + " | ".join(r) + " |" for r in rows[:1]] + ["|" + "---|" * len(rows[0])]
+        + ["| " + " | ".join(r) + " |" for r in rows[1:]]) + "\n")
     plot(sets, out / "double_perovskite.png")
 
-    print(f"prototype {args.prototype} {metrics['prototype']['formula']}; cfmc infill found "
-          f"{metrics['cfmc_all']['distinct_compositions']} distinct compositions, "
-          f"{metrics['cfmc_all']['new_quaternary']} new A2BB'X6")
-    print(f"{'set':<20}{'n':>5}{'new':>6}{'balanced':>10}{'Ef q25':>9}{'Ef q50':>9}{'Ef q75':>9}"
-          f"{'Eg q50':>9}")
-    for k, m in metrics["sets"].items():
-        ef, eg = m["formation_energy"], m["band_gap"]
-        bal = m["charge_balanced_fraction"]
-        print(f"{k:<20}{m['candidates']:>5}{m['new']:>6}"
-              f"{'-' if bal is None else f'{100 * bal:.1f}%':>10}"
-              + "".join(f"{ef.get(q, float('nan')):>9.2f}" for q in ("q25", "q50", "q75"))
-              + f"{eg.get('q50', float('nan')):>9.2f}")
-    print("checks:", ", ".join(f"{k}={v}" for k, v in metrics["checks"].items()))
+    print(f"prototypes: {len(used)} used of {matches} training crystals fitting the template"
+          f"{f' (restricted to {args.prototype})' if args.prototype else ''}; "
+          f"{len(skipped)} skipped")
+    if cfmc_all is not None:
+        print(f"cfmc infill found {metrics['cfmc_all']['distinct_compositions']} distinct "
+              f"compositions, {metrics['cfmc_all']['new_quaternary']} new A2BB'X6")
+    for k, v in pmg.items():
+        print(f"pymatgen p>{k}: {v['predictions']} substitutions, {v['distinct_compositions']} "
+              f"distinct compositions, {v['new']} new ({v['seconds']:.0f} s)")
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
+    for r in rows:
+        print(r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:],
+                                                                          strict=True)))
+    print("checks:", ", ".join(f"{k}={v}" for k, v in checks.items()) or "none (no cfmc run)")
     print(f"wrote {out} in {metrics['seconds']:.0f} s")
     return 0
 

@@ -314,6 +314,9 @@ def _allowed_axes(allowed, batched: bool):
     return allowed, None
 
 
+CHUNK = 10  # crystals per vmapped chunk of a batched log_prob
+
+
 @eqx.filter_jit
 def log_prob(
     model: CrystalFormer, arrays, allowed_species=None, *, key: jax.Array | None = None
@@ -330,10 +333,15 @@ def log_prob(
         terms = _log_prob_one(model, g, w, a, xyz, lat, mask, allowed, key)
     else:
         keys = None if key is None else jax.random.split(key, g.shape[0])
-        fn = jax.vmap(
-            _log_prob_one, in_axes=(None, 0, 0, 0, 0, 0, 0, ax, None if key is None else 0)
-        )
-        terms = fn(model, g, w, a, xyz, lat, mask, allowed, keys)
+        per = (g, w, a, xyz, lat, mask, allowed if ax == 0 else None, keys)
+
+        def one(xs):
+            g1, w1, a1, x1, l1, m1, al1, k1 = xs
+            return _log_prob_one(model, g1, w1, a1, x1, l1, m1, allowed if ax != 0 else al1, k1)
+
+        # Small vmapped chunks in a loop keep each chunk's attention scores in cache: on a CPU
+        # this is faster than one vmap over the whole batch (about 1.5x at 100 crystals).
+        terms = jax.lax.map(one, per, batch_size=CHUNK)
     if w.shape[-1] < np.shape(arrays.wyckoff)[-1]:
         terms = LogProbTerms(*(jnp.where(overflow, -jnp.inf, t) for t in terms))
     return terms

@@ -95,17 +95,18 @@ class Attention(eqx.Module):
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """x: (L, D) -> (L, D), position t attending to positions <= t."""
         n = x.shape[0]
+        # Head-major (H, L, K) layout: batched products whose batch axes lead run several times
+        # faster on XLA's CPU backend than the (L, H, K) layout of the cache.
         q, k, v = (
-            self._heads(self.query(x)),
-            self._heads(self.key_proj(x)),
-            self._heads(self.value(x)),
+            jnp.swapaxes(self._heads(proj(x)), 0, 1)
+            for proj in (self.query, self.key_proj, self.value)
         )
-        scores = jnp.einsum("thk,shk->hts", q, k) / math.sqrt(self.key_size)
+        scores = jnp.einsum("htk,hsk->hts", q, k) * (1.0 / math.sqrt(self.key_size))
         causal = jnp.tril(jnp.ones((n, n), bool))
         weights = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
         weights = _dropout(weights, self.dropout_rate, key)
-        h = jnp.einsum("hts,shk->thk", weights, v).reshape(n, -1)
-        return self.out(h)
+        h = jnp.einsum("hts,hsk->htk", weights, v)
+        return self.out(jnp.swapaxes(h, 0, 1).reshape(n, -1))
 
     def step(
         self, x: jax.Array, cache: KV, start: jax.Array, local: list[KV]

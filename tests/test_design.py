@@ -84,7 +84,16 @@ def test_summary_and_trace(run_dir):
     assert post["band_gap"].shape == (6, 2)
     assert {"log_posterior", "log_prior", "loglik", "formation_energy"} <= set(post.data_vars)
     unc = pd.read_csv(run_dir / "unconditional.csv")
-    assert {"formula", "string", "log_prior", "band_gap", "formation_energy"} <= set(unc.columns)
+    assert {"formula", "string", "start", "log_prior", "band_gap", "formation_energy"} <= set(
+        unc.columns
+    )
+    # default pool of 4: up to 24 prior samples; the chains start from the best distinct ones
+    assert 6 < len(unc) <= 24 and s["start"]["pool"] == len(unc)
+    starts = unc[unc["start"]]
+    assert len(starts) == 6 - s["start"]["repeated_starts"] and starts["string"].is_unique
+    score = unc["log_prior"] + unc["log_likelihood"]
+    rest = score[~unc["start"] & ~unc["string"].isin(starts["string"])]
+    assert rest.empty or score[unc["start"]].min() >= rest.max()
     chains = pd.read_csv(run_dir / "chains.csv")
     assert len(chains) == 6
     # the recorded values are the predictions of the recorded crystals
@@ -167,3 +176,6 @@ def test_distance_metrics():
     m = distance_metrics(u, c, {"band_gap": 2.0})["band_gap"]
     assert m["mean_abs_distance_unconditional"] == 2.0
     assert m["mean_abs_distance_conditioned"] == 0.5 and m["ratio"] == 0.25
+    assert "mean_abs_distance_start" not in m
+    m = distance_metrics(u, c, {"band_gap": 2.0}, starts=u.iloc[[1]])["band_gap"]
+    assert m["mean_abs_distance_start"] == 2.0

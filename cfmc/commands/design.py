@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chains", type=int, default=256)
     p.add_argument("--sweeps", type=int, default=40, help="total sweeps, burn-in included")
     p.add_argument("--burn-in", type=int, default=20)
+    p.add_argument("--pool", type=int, default=4,
+                   help="draw POOL x chains prior samples (the unconditional reference) and start "
+                        "the chains from the best distinct ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--species-proposal", choices=("uniform", "prior"), default="prior")
     p.add_argument("--delayed-acceptance", action="store_true",
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         sweeps=args.sweeps,
         burn_in=args.burn_in,
+        pool=args.pool,
         seed=args.seed,
         elements=args.elements,
         allow_radioactive=args.allow_radioactive,

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     import numpy as np
 
-    from cfmc.data import load_dataset
+    from cfmc.data import load_dataset, read_table
     from cfmc.priors import load_prior
     from cfmc.priors.train import log_prob_many
 
@@ -31,16 +31,26 @@ def run(args: argparse.Namespace) -> int:
     model = load_prior(args.prior)
     data = load_dataset(args.data, max_sites=model.config.max_sites, dedupe=None, limit=args.limit)
     terms = log_prob_many(model, data.arrays, args.batch_size)
-    table = data.table.copy()
-    table["logp"] = terms.total
-    for name in ("wyckoff", "species", "coords", "lattice"):
-        table[f"logp_{name}"] = getattr(terms, name)
+    # every input row, in order, with its own columns; rows that could not be scored keep NaN
+    # and say why (a crystal with more sites than the model holds has probability zero: -inf)
+    table = read_table(args.data, limit=args.limit)
+    names = ("logp", "logp_wyckoff", "logp_species", "logp_coords", "logp_lattice")
+    scores = np.full((len(table), len(names)), np.nan)
+    scores[data.table["row"].to_numpy()] = np.stack(list(terms), axis=1)
+    error = np.full(len(table), "", dtype=object)
+    for row, reason in zip(data.skipped["row"], data.skipped["reason"], strict=True):
+        error[int(row)] = reason
+        if str(reason).startswith("too many sites"):
+            scores[int(row)] = -np.inf
+    for j, name in enumerate(names):
+        table[name] = scores[:, j]
+    table["logp_error"] = error
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    print(f"{len(table)} crystals scored, {len(data.skipped)} rows skipped", end="")
+    print(f"{len(terms.total)} crystals scored, {len(data.skipped)} rows not scored", end="")
     counts = data.skip_counts() if len(data.skipped) else {}
     print(f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else "")
-    if len(table):
+    if len(terms.total):
         nll = {k: -np.mean(v) for k, v in zip(terms._fields, terms, strict=True)}
         print(
             f"mean NLL per crystal: {nll['total']:.3f} (wyckoff {nll['wyckoff']:.3f}, species "

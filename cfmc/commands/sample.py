@@ -16,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    parser.add_argument(
+        "--valid-only",
+        action="store_true",
+        help="redraw crystals that are not structurally valid (atoms closer than 0.5 A, site "
+        "collisions): samples the prior restricted to valid crystals",
+    )
+    parser.add_argument("--max-rounds", type=int, default=20, help="redraw rounds (--valid-only)")
 
 
 def allowed_species_mask(symbols: list[str] | None):
@@ -42,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
+    from cfmc.arrays import CrystalArrays
+    from cfmc.chemistry import structurally_valid
     from cfmc.crystal import from_arrays
     from cfmc.priors import load_prior, sample
     from cfmc.priors.train import log_prob_many
@@ -55,23 +64,39 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} is not empty (pass --force to write into it)")
     allowed = allowed_species_mask(args.elements)
     model = load_prior(args.prior)
-    arrays = sample(
-        model,
-        jax.random.PRNGKey(args.seed),
-        args.spacegroup,
-        args.num,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        allowed_species=allowed,
-    )
-    arrays = type(arrays)(*(np.asarray(f) for f in arrays))
+
+    def draw(round_: int):
+        key = jax.random.fold_in(jax.random.PRNGKey(args.seed), round_)
+        drawn = sample(model, key, args.spacegroup, args.num, temperature=args.temperature,
+                       top_p=args.top_p, allowed_species=allowed)
+        drawn = CrystalArrays(*(np.asarray(f) for f in drawn))
+        return drawn, from_arrays(drawn)
+
+    arrays, crystals = draw(0)
+    valid = np.array([structurally_valid(c)[0] for c in crystals])
+    redrawn = 0
+    for r in range(1, args.max_rounds + 1 if args.valid_only else 1):
+        bad = np.flatnonzero(~valid)
+        if not bad.size:
+            break
+        more, more_crystals = draw(r)  # same batch shape every round: no recompilation
+        ok = np.flatnonzero([structurally_valid(c)[0] for c in more_crystals])[: bad.size]
+        fill = bad[: ok.size]
+        arrays = CrystalArrays(*(f.copy() for f in arrays))
+        for f, g in zip(arrays, more, strict=True):
+            f[fill] = g[ok]
+        for i, j in zip(fill, ok, strict=True):
+            crystals[i] = more_crystals[j]
+        valid[fill] = True
+        redrawn += fill.size
     terms = log_prob_many(model, arrays)
     cif_dir = out / "cif"
     cif_dir.mkdir(parents=True, exist_ok=True)
     rows, failed = [], 0
-    for i, crystal in enumerate(from_arrays(arrays)):
+    for i, crystal in enumerate(crystals):
         row = {"index": i, "spacegroup": args.spacegroup, "string": crystal.to_string()}
         row["formula"], row["logp"], row["cif"], row["error"] = "", float(terms.total[i]), "", ""
+        row["valid"] = bool(valid[i])
         try:
             row["formula"] = crystal.formula
             row["cif"] = crystal.to_cif()
@@ -86,5 +111,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.num} crystals of space group {args.spacegroup} in {out / 'samples.csv'}; "
         f"mean log p {np.mean(terms.total):.3f}; {len(table) - failed} CIF files in {cif_dir}"
         + (f"; {failed} without a valid structure (see the error column)" if failed else "")
+        + f"; {int(valid.sum())} structurally valid"
+        + (f" ({redrawn} redrawn)" if args.valid_only else "")
     )
     return 0
