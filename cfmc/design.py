@@ -298,7 +298,8 @@ class _Start(NamedTuple):
     unconditional: pd.DataFrame  # the prior samples with finite posterior density; `start` marks
     # the chains' starting points
     drawn: int  # prior samples drawn in all
-    rejected: int  # of those, with zero posterior density (failed prediction, bad cell, ...)
+    rejected: int  # of those, with zero posterior density (failed prediction, bad cell, ...);
+    # draws beyond the pool that were not needed count in neither
     repeated: int  # chains that had to start from a repeated sample
 
 
@@ -348,7 +349,7 @@ def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Te
     rng = np.random.default_rng(seed)
     good: list[CrystalArrays] = []
     rows: list[pd.DataFrame] = []
-    have = drawn = 0
+    have = drawn = rejected = 0
     target = chains * max(int(pool), 1)
     num = max(int(np.ceil(target * 1.25)), 8)
     for r in range(MAX_INIT_ROUNDS):
@@ -358,6 +359,7 @@ def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Te
         drawn += num
         terms = posterior(arrays)
         ok = ok & np.isfinite(terms.log_prior) & ~terms.failed & np.isfinite(terms.log_likelihood)
+        rejected += int((~ok).sum())
         idx = np.flatnonzero(ok)[:want]
         if idx.size:
             good.append(arrays.take(idx))
@@ -385,7 +387,7 @@ def _start(posterior: Posterior, key, chains: int, spacegroup: int, template: Te
     table.insert(2, "start", np.isin(np.arange(len(table)), distinct))
     repeated = chains - distinct.size
     starts = np.resize(distinct, chains) if repeated else distinct
-    return _Start(arrays.take(starts), table, drawn, drawn - have, repeated)
+    return _Start(arrays.take(starts), table, drawn, rejected, repeated)
 
 
 def _jax(arrays: CrystalArrays) -> CrystalArrays:
