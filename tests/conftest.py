@@ -28,3 +28,16 @@ def models_dir(shared: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"matgl checkpoints not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def prior_dir(tmp_path_factory) -> Path:
+    """A tiny random CrystalFormer checkpoint (seconds to compile; sharp enough distributions)."""
+    import jax
+
+    from cfmc import priors
+
+    path = tmp_path_factory.mktemp("prior") / "tiny"
+    config = priors.get_config("tiny").replace(init_scale=0.5)
+    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
+    return path

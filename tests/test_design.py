@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,14 +25,6 @@ priors = pytest.importorskip("cfmc.priors")
 
 TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 ELEMENTS = ["Ca", "Sr", "Ba", "Ti", "Zr", "Nb", "O", "F"]
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("prior") / "tiny"
-    config = priors.get_config("tiny").replace(init_scale=0.5)
-    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
-    return path
 
 
 def _args(prior_dir, out, extra=()):

@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,17 +24,9 @@ def _script(name: str):
     return module
 
 
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("prior") / "tiny"
-    config = priors.get_config("tiny").replace(init_scale=0.5)
-    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
-    return str(path)
-
-
 def test_bandgap_eform_design(prior_dir, models_dir, tmp_path, capsys):
     out = tmp_path / "fig9"
-    assert _script("bandgap_eform_design").main(["--quick", "--prior", prior_dir,
+    assert _script("bandgap_eform_design").main(["--quick", "--prior", str(prior_dir),
                                                  "--out", str(out)]) == 0
     report = json.loads((out / "fig9.json").read_text())
     assert set(report["metrics"]) == {"band_gap", "formation_energy"}
@@ -47,7 +38,7 @@ def test_bandgap_eform_design(prior_dir, models_dir, tmp_path, capsys):
 
 def test_compose_conditioners(prior_dir, models_dir, tmp_path, capsys):
     out = tmp_path / "compose"
-    assert _script("compose_conditioners").main(["--quick", "--prior", prior_dir,
+    assert _script("compose_conditioners").main(["--quick", "--prior", str(prior_dir),
                                                  "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete"
@@ -70,7 +61,7 @@ class _Formula:
 
 def test_double_perovskite(prior_dir, data_dir, models_dir, tmp_path, capsys):
     out = tmp_path / "dp"
-    assert _script("double_perovskite").main(["--quick", "--prior", prior_dir,
+    assert _script("double_perovskite").main(["--quick", "--prior", str(prior_dir),
                                               "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     # quick: the template's fits among the first rows of each training file (Ba2BiSbO6 among them)

@@ -35,14 +35,6 @@ def compilation_cache(tmp_path_factory):
         jax.config.update(n, v)
 
 
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("prior") / "tiny"
-    config = priors.get_config("tiny").replace(init_scale=0.5)
-    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
-    return path
-
-
 def _args(prior_dir, out, sweeps=6, extra=()):
     return ["infill", TEMPLATE, "--chains", "24", "--sweeps", str(sweeps), "--burn-in", "2",
             "--elements", *ELEMENTS, "--top", "8", "--seed", "3", "--prior", str(prior_dir),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,14 +25,6 @@ def _valid_cif(cif) -> bool:
 
     s = Structure.from_str(cif, fmt="cif")
     return len(s) == 1 or min_distance(s) > 0.5
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("prior") / "tiny"
-    config = priors.get_config("tiny").replace(init_scale=0.5)
-    priors.save_prior(priors.CrystalFormer(config, jax.random.PRNGKey(0)), path)
-    return path
 
 
 def test_sample_writes_csv_and_cifs(prior_dir, tmp_path, capsys):
