@@ -122,11 +122,13 @@ def prototype_structures(protos: pd.DataFrame) -> tuple[pd.DataFrame, list]:
 
 
 def pymatgen_candidates(protos: pd.DataFrame, structures: list, threshold: float,
-                        known: set[str]) -> tuple[pd.DataFrame, dict]:
+                        known: set[str], allow_radioactive: bool = False
+                        ) -> tuple[pd.DataFrame, dict]:
     """Ionic substitutions of every prototype with joint probability above `threshold`, joined
     over prototypes: one row per distinct reduced formula (its most probable substitution, on its
     own prototype), other than the prototypes themselves; `new` marks formulas not in the training
-    mix, and only new ones get a DLS-rescaled structure (as CIF). Also returns per-prototype
+    mix, and only new ones get a DLS-rescaled structure (as CIF); formulas with radioactive
+    elements are dropped before that unless `allow_radioactive`. Also returns per-prototype
     prediction counts and the prototypes the predictor rejected (species it has no data for)."""
     from pymatgen.analysis.structure_prediction.substitution_probability import (
         SubstitutionPredictor,
@@ -156,7 +158,7 @@ def pymatgen_candidates(protos: pd.DataFrame, structures: list, threshold: float
         new = SubstitutionTransformation(subs).apply_transformation(s)
         new.remove_oxidation_states()
         formula = new.composition.reduced_formula
-        if formula in seen:
+        if formula in seen or (not allow_radioactive and radioactive(formula)):
             continue
         seen.add(formula)
         rows.append({"formula": formula, "score": prob, "prototype": mid,
@@ -358,10 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     pmg, per_prototype = {}, []
     for thr in args.thresholds:
         t = time.time()
-        cands, info = pymatgen_candidates(protos, structures, thr, known)
+        cands, info = pymatgen_candidates(protos, structures, thr, known, args.allow_radioactive)
         cands = annotate(cands, known)
-        if not args.allow_radioactive:
-            cands = cands.loc[~cands["formula"].map(radioactive)]
         per_prototype.append(info["per_prototype"])
         key = f"pymatgen p>{thr:g}"
         sets[key] = predict(cands.loc[cands["new"]])
