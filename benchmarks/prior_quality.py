@@ -34,6 +34,22 @@ def tv_distance(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in keys)
 
 
+def closest_pair(crystal) -> tuple[int, float]:
+    """For a crystal with a short contact: how many sites apart in the sequence its two closest
+    atoms are (0: two images of one site) and their distance in Angstrom."""
+    from cfmc import wyckoff as wy
+
+    structure = crystal.to_structure()
+    site = np.concatenate(
+        [np.full(len(wy.orbit(crystal.spacegroup, w, x)), k)
+         for k, (w, x) in enumerate(zip(crystal.wyckoff, crystal.coords, strict=True))]
+    )
+    d = structure.lattice.get_all_distances(structure.frac_coords, structure.frac_coords)
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(np.argmin(d), d.shape)
+    return abs(int(site[i]) - int(site[j])), float(d[i, j])
+
+
 def main() -> None:
     import jax
     from cfmc.priors import load_prior, sample
@@ -64,9 +80,12 @@ def main() -> None:
         arrays = sample(model, sub, g, args.num, temperature=args.temperature)
         crystals = from_arrays(arrays)
         valid = same = balanced = 0
+        contacts = []  # (sites apart, distance) of the closest pair of each invalid crystal
         for c in crystals:
-            ok, _ = structurally_valid(c)
+            ok, why = structurally_valid(c)
             valid += ok
+            if not ok and why.startswith("atoms"):
+                contacts.append(closest_pair(c))
             if ok:
                 try:
                     same += SpacegroupAnalyzer(c.to_structure(), 0.1).get_space_group_number() == g
@@ -79,9 +98,18 @@ def main() -> None:
         dt = time.time() - t
         n = len(crystals)
         rows.append(dict(group=g, n=n, valid=valid / n, same_group=same / n,
-                         charge_balanced=balanced / n, tv_atoms=tv, train_count=len(ref)))
+                         charge_balanced=balanced / n, tv_atoms=tv, train_count=len(ref),
+                         short_contacts_by_site_gap=dict(sorted(Counter(
+                             k for k, _ in contacts).items())),
+                         short_contact_median_distance=float(np.median([d for _, d in contacts]))
+                         if contacts else None))
         per_group[g] = (atoms, ref)
         print(f"{g:>5} {valid / n:7.1%} {same / n:9.1%} {balanced / n:9.1%} {tv:10.3f} {dt:6.1f}")
+    print("invalid crystals: how many sites apart in the sequence their closest atoms are "
+          "(0: images of one site), median distance")
+    for r in rows:
+        med = r["short_contact_median_distance"]
+        print(f"{r['group']:>5} {r['short_contacts_by_site_gap']} {med and round(med, 2)}")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
             ("valid", "same_group", "charge_balanced", "tv_atoms")}
     print("mean  " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items()))

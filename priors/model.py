@@ -292,3 +292,29 @@ def count_parameters(model: CrystalFormer) -> int:
     """Number of trainable scalars."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return int(sum(np.prod(x.shape) for x in leaves))
+
+
+def with_fourier_features(model: CrystalFormer, nf: int) -> CrystalFormer:
+    """The same model with `nf` >= config.Nf coordinate frequencies: the new frequencies enter
+    with zero weights, so densities are unchanged until training uses them (finer positional
+    resolution for a trained prior without starting over)."""
+    old = model.config.Nf
+    if nf < old:
+        raise ValueError(f"cannot drop Fourier frequencies ({old} -> {nf})")
+    if nf == old:
+        return model
+    e = model.config.embed_size
+
+    def widen(proj: Dense) -> Dense:
+        # Feature columns: [space group (e), cos k=1..Nf, sin k=1..Nf]; new k go after each block.
+        w, zeros = proj.weight, jnp.zeros((proj.weight.shape[0], nf - old), proj.weight.dtype)
+        cols = [w[:, :e], w[:, e : e + old], zeros, w[:, e + old :], zeros]
+        return eqx.tree_at(lambda d: d.weight, proj, jnp.concatenate(cols, axis=1))
+
+    wider = eqx.tree_at(lambda m: m.coord_proj, model, tuple(widen(p) for p in model.coord_proj))
+    # The config is a static field: put the widened arrays into a skeleton built with the new one.
+    skeleton = eqx.filter_eval_shape(
+        CrystalFormer, model.config.replace(Nf=nf), jax.random.PRNGKey(0)
+    )
+    leaves = jax.tree_util.tree_leaves(wider)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(skeleton), leaves)

@@ -230,6 +230,29 @@ def test_log_prob_exact_under_slot_cut_jit_and_vmap(model, crystals):
     )
 
 
+def test_more_fourier_features_keep_the_density(model, crystals):
+    """Widening a trained model's coordinate features adds zero-weight frequencies: log p is
+    unchanged until training moves them; the new config records the new count."""
+    from cfmc.priors.model import with_fourier_features
+
+    wide = with_fourier_features(model, model.config.Nf + 3)
+    assert wide.config.Nf == model.config.Nf + 3
+    assert wide.coord_proj[0].weight.shape[1] == model.coord_proj[0].weight.shape[1] + 6
+    np.testing.assert_array_equal(
+        np.asarray(log_prob(wide, crystals).total), np.asarray(log_prob(model, crystals).total)
+    )
+    g, x = jnp.array([2, 12, 225]), jnp.array([0.1, 0.37, 0.9])
+    e, nf = model.config.embed_size, model.config.Nf
+    for k in range(3):  # the same features; new frequencies (after each cos/sin block) at zero
+        np.testing.assert_allclose(
+            wide.embed_coord(g, x, k), model.embed_coord(g, x, k), rtol=1e-6, atol=1e-6
+        )
+        w = np.asarray(wide.coord_proj[k].weight)
+        assert not w[:, e + nf : e + nf + 3].any() and not w[:, -3:].any()
+    with pytest.raises(ValueError, match="cannot drop"):
+        with_fourier_features(model, model.config.Nf - 1)
+
+
 def test_wider_arrays_are_cut_and_overflow_is_impossible(model, crystals):
     extra = 3
     g, w, a, x, lat, m = (np.asarray(f) for f in crystals)

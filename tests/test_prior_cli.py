@@ -96,3 +96,41 @@ def test_train_resume(data_dir, tmp_path):
     assert list(log["epoch"]) == [1, 2]
     meta = json.loads((out / "best" / "meta.json").read_text())
     assert meta["extra"]["epoch"] in (1, 2)
+
+
+def test_train_init_from_checkpoint(prior_dir, data_dir, tmp_path):
+    """--init takes the checkpoint's config and weights: a run with learning rate zero leaves the
+    weights exactly as they were."""
+    import equinox as eqx
+    import jax
+
+    out = tmp_path / "finetune"
+    data = str(data_dir / "mp20_biternary_val.csv.gz")
+    argv = [
+        "train",
+        data,
+        "--init",
+        str(prior_dir),
+        "--limit",
+        "200",
+        "--batch-size",
+        "20",
+        "--epochs",
+        "1",
+        "--lr",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    start, end = priors.load_prior(prior_dir), priors.load_prior(out / "best")
+    assert end.config == start.config
+    leaves = jax.tree_util.tree_leaves(eqx.filter(start, eqx.is_array))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            leaves, jax.tree_util.tree_leaves(eqx.filter(end, eqx.is_array)), strict=True
+        )
+    )
+    assert main([*argv[:-1], str(tmp_path / "other"), "--resume"]) == 2  # --init with --resume

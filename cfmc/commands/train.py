@@ -20,7 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="PRIOR",
+        help="start from this prior checkpoint's weights and config (fine-tuning or a longer "
+        "schedule); 'default' is the shipped prior",
+    )
     parser.add_argument("--force", action="store_true", help="start afresh in a used OUT")
+    parser.add_argument(
+        "--fourier-features",
+        type=int,
+        default=None,
+        metavar="NF",
+        help="with --init: widen the coordinate features to NF frequencies (new ones start at "
+        "zero weight, so the starting density is the checkpoint's)",
+    )
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--limit", type=int, default=None, help="rows read per file")
@@ -36,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from cfmc.priors.train import TrainOptions, train
 
     out = Path(args.out)
+    if args.init is not None and args.resume:
+        raise ValueError(
+            "--init starts a new run from given weights; it cannot be combined with --resume"
+        )
+    if args.fourier_features is not None and args.init is None:
+        raise ValueError("--fourier-features widens the checkpoint given by --init")
     if args.resume:
         cfg_file = out / "last" / "config.json"
         if not cfg_file.exists():
@@ -47,6 +68,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{out} is not empty: pass --resume to continue that run or --force to start afresh"
             )
         config = get_config(args.config)
+    init_model = None
+    if args.init is not None:
+        from cfmc.priors.io import load_prior
+
+        init_model = load_prior(None if args.init == "default" else args.init)
+        if args.fourier_features is not None:
+            from cfmc.priors.model import with_fourier_features
+
+            init_model = with_fourier_features(init_model, args.fourier_features)
+        config = init_model.config
+        print(f"starting from the weights of {args.init} (config {config})")
     options = TrainOptions(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -69,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {len(data)} crystals converted, skipped: {data.skip_counts() or 'none'}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "data_skipped.csv").write_text(data.skipped.to_csv(index=False))
-    result = train(data.arrays, config, out, options, resume=args.resume)
+    result = train(data.arrays, config, out, options, resume=args.resume, model=init_model)
     if result.log:
         best = min(result.log, key=lambda r: r["val_total"])
         print(
