@@ -57,19 +57,19 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.fourier_features is not None and args.init is None:
         raise ValueError("--fourier-features widens the checkpoint given by --init")
+    init_model = None
     if args.resume:
         cfg_file = out / "last" / "config.json"
         if not cfg_file.exists():
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {out / 'last'}")
         config = PriorConfig.from_dict(json.loads(cfg_file.read_text()))
-    else:
-        if out.exists() and any(out.iterdir()) and not args.force:
-            raise FileExistsError(
-                f"{out} is not empty: pass --resume to continue that run or --force to start afresh"
-            )
+    elif out.exists() and any(out.iterdir()) and not args.force:
+        raise FileExistsError(
+            f"{out} is not empty: pass --resume to continue that run or --force to start afresh"
+        )
+    elif args.init is None:
         config = get_config(args.config)
-    init_model = None
-    if args.init is not None:
+    else:  # the checkpoint's weights fix its config
         from cfmc.priors.io import load_prior
 
         init_model = load_prior(None if args.init == "default" else args.init)
