@@ -25,6 +25,7 @@ class PriorConfig:
     Kl: int = 4  # Gaussian components of the lattice mixture
     Nf: int = 5  # Fourier frequencies of the coordinate features
     max_sites: int = 20
+    exclusion: bool = False  # holes around earlier atoms in each site's last coordinate
     dropout_rate: float = 0.1
     attn_dropout_rate: float = 0.1
     num_species: int = 119  # index 0 pads, 1..118 are atomic numbers
@@ -61,8 +62,11 @@ CONFIGS: dict[str, PriorConfig] = {
     # The smaller model of the public CrystalFormer code base.
     "reference": PriorConfig(n_layers=4, n_heads=8, key_size=32, model_size=64, embed_size=32),
     # What is shipped for CPU training and sampling: the reference size with 16 coordinate
-    # frequencies (finer positional resolution; the shipped weights were widened from 5).
-    "default": PriorConfig(n_layers=4, n_heads=8, key_size=32, model_size=64, embed_size=32, Nf=16),
+    # frequencies (finer positional resolution; the shipped weights were widened from 5) and the
+    # exclusion zone around earlier atoms (priors/exclusion.py).
+    "default": PriorConfig(
+        n_layers=4, n_heads=8, key_size=32, model_size=64, embed_size=32, Nf=16, exclusion=True
+    ),
     # For tests: seconds to compile and run.
     "tiny": PriorConfig(
         n_layers=1,

@@ -19,6 +19,14 @@ import numpyro.distributions as dist
 
 from cfmc.wyckoff import lattice_tables, tables
 
+from .exclusion import (
+    ExclusionZone,
+    holes,
+    last_free_axis,
+    log_hole_factor,
+    log_normaliser,
+    site_images,
+)
 from .model import CrystalFormer
 
 LOG_TWO_PI = math.log(2.0 * math.pi)
@@ -219,6 +227,28 @@ def lattice_log_prob(params: jax.Array, g, w, lattice, sigma_min: float) -> jax.
     return lp + jnp.sum(jnp.where(lat_free, jnp.log(factor), 0.0))
 
 
+def exclusion_log_terms(zone: ExclusionZone, g, w, xyz, coord_params, cfg) -> jax.Array:
+    """log h(u) - log Z of the exclusion zone (`priors.exclusion`) for every site of one crystal,
+    placed at each site's last free coordinate: (N, 3), zero elsewhere."""
+    t = wyckoff_tables()
+    n = w.shape[0]
+    free = jnp.asarray(t.free)[g, w]
+    images, mask = site_images(g, w, xyz, w > 0)
+    flat = images.reshape(-1, 3)
+    axis = last_free_axis(free)
+    earlier = jnp.arange(n)[None, :] < jnp.arange(n)[:, None]  # (site, earlier site)
+
+    def one(wi, site_xyz, ax, before, params):
+        c, a, k = holes(zone, g, wi, site_xyz, ax, flat, (mask & before[:, None]).reshape(-1))
+        return log_hole_factor(site_xyz[ax], c, a, k) - log_normaliser(
+            params[ax], c, a, k, cfg.kappa_min
+        )
+
+    corr = jax.vmap(one)(w, xyz, axis, earlier, coord_params)
+    at_axis = (jnp.arange(3) == axis[:, None]) & free & (w > 0)[:, None]
+    return jnp.where(at_axis, corr[:, None], 0.0)
+
+
 # --- one crystal ---------------------------------------------------------------------------------
 
 
@@ -277,6 +307,8 @@ def _log_prob_one(model: CrystalFormer, g, w, a, xyz, lattice, mask, allowed, ke
 
     free = jnp.asarray(t.free)[g, w]  # (N, 3)
     x_lp = coord_log_prob(heads.coord_params, xyz, cfg.kappa_min)
+    if model.exclusion is not None:
+        x_lp = x_lp + exclusion_log_terms(model.exclusion, g, w, xyz, heads.coord_params, cfg)
     coords = jnp.sum(jnp.where(free, x_lp, 0.0))
 
     lattice_lp = lattice_log_prob(heads.lattice_params, g, w, lattice, cfg.sigma_min)

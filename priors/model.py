@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import PriorConfig
+from .exclusion import ExclusionZone
 
 TWO_PI = 2.0 * math.pi
 KV = tuple[jax.Array, jax.Array]  # keys and values of one layer
@@ -182,6 +183,7 @@ class CrystalFormer(eqx.Module):
     a_head: Dense
     coord_head: Dense
     lattice_head: Dense
+    exclusion: ExclusionZone | None
     config: PriorConfig = eqx.field(static=True)
 
     def __init__(self, config: PriorConfig, key: jax.Array):
@@ -203,6 +205,7 @@ class CrystalFormer(eqx.Module):
         self.a_head = Dense(d, c.num_species, next(keys), s)
         self.coord_head = Dense(d, 3 * c.Kx, next(keys), s)
         self.lattice_head = Dense(d, c.Kl + 12 * c.Kl, next(keys), s)
+        self.exclusion = ExclusionZone() if c.exclusion else None
 
     # --- token embeddings (any leading axes) ---------------------------------------------------
 
@@ -312,9 +315,26 @@ def with_fourier_features(model: CrystalFormer, nf: int) -> CrystalFormer:
         return eqx.tree_at(lambda d: d.weight, proj, jnp.concatenate(cols, axis=1))
 
     wider = eqx.tree_at(lambda m: m.coord_proj, model, tuple(widen(p) for p in model.coord_proj))
-    # The config is a static field: put the widened arrays into a skeleton built with the new one.
-    skeleton = eqx.filter_eval_shape(
-        CrystalFormer, model.config.replace(Nf=nf), jax.random.PRNGKey(0)
+    return _with_config(wider, model.config.replace(Nf=nf))
+
+
+def with_exclusion_zone(model: CrystalFormer, zone: ExclusionZone | None = None) -> CrystalFormer:
+    """The same transformer with an exclusion zone around earlier atoms (`priors.exclusion`) in
+    each site's last free coordinate; the zone's three scalars are then trained (fine-tuning)."""
+    if model.exclusion is not None:
+        return model
+    zone = zone if zone is not None else ExclusionZone()
+    leaves = [*jax.tree_util.tree_leaves(model), *jax.tree_util.tree_leaves(zone)]
+    return _with_config(leaves, model.config.replace(exclusion=True))
+
+
+def _with_config(model_or_leaves, config: PriorConfig) -> CrystalFormer:
+    # The config is a static field: put the arrays into a skeleton built with the new one (the
+    # exclusion zone is the last field, so its leaves come last).
+    skeleton = eqx.filter_eval_shape(CrystalFormer, config, jax.random.PRNGKey(0))
+    leaves = (
+        model_or_leaves
+        if isinstance(model_or_leaves, list)
+        else jax.tree_util.tree_leaves(model_or_leaves)
     )
-    leaves = jax.tree_util.tree_leaves(wider)
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(skeleton), leaves)

@@ -30,6 +30,7 @@ from .density import (
     symmetrise_lattice,
     wyckoff_tables,
 )
+from .exclusion import holes, last_free_axis, log_hole_factor, log_normaliser, site_images
 from .model import CrystalFormer
 
 
@@ -63,6 +64,27 @@ def _draw_mixture(key, params, temperature, kappa_min):
     return dist.VonMises(vm.loc[comp], vm.concentration[comp], validate_args=False).sample(k2)
 
 
+def _draw_excluded(key, params, temperature, kappa_min, centres, weights, kappa):
+    """A draw from f h / Z (`priors.exclusion`) by rejection: candidates from the tempered
+    mixture f, each accepted with probability h(u), the first accepted one kept."""
+    tries = 8
+
+    def step(state):
+        key, _, _, it = state
+        key, k1, k2 = jax.random.split(key, 3)
+        cand = jax.vmap(lambda k: _draw_mixture(k, params, temperature, kappa_min))(
+            jax.random.split(k1, tries)
+        )
+        log_h = log_hole_factor(angle_to_coord(cand), centres, weights, kappa)
+        accept = jnp.log(jax.random.uniform(k2, (tries,))) < log_h
+        return key, cand[jnp.argmax(accept)], jnp.any(accept), it + 1
+
+    # The acceptance rate is the mass of f h, small only when f sits inside deep holes; the cap
+    # (8000 candidates) keeps the last candidate in that practically impossible case.
+    init = (key, jnp.float32(0.0), jnp.bool_(False), jnp.int32(0))
+    return jax.lax.while_loop(lambda s: ~s[2] & (s[3] < 1000), step, init)[1]
+
+
 def _sample_one(
     model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p
 ):
@@ -86,8 +108,11 @@ def _sample_one(
     w0, lp_w0 = _choose(k0, model.w_head(h), letter_mask(g, 0, True), fixed_w[0], temperature)
     fixed_w_next = jnp.concatenate([fixed_w[1:], jnp.zeros((1,), jnp.int32)])
 
+    zone = model.exclusion
+    ops_n = site_images(g, jnp.zeros((n,), jnp.int32), jnp.zeros((n, 3)), jnp.zeros((n,), bool))
+
     def site(carry, i):
-        cache, w, prev, key, lat_h, acc = carry
+        cache, w, prev, key, lat_h, acc, images, img_mask = carry
         keys = jax.random.split(key, 6)
         pos = 1 + 5 * i
         local = [[] for _ in range(n_layers)]
@@ -104,26 +129,48 @@ def _sample_one(
         h = decode(model.embed_species(g, a), cache, pos, local, pos + 1)
         xyz = jnp.zeros(3, jnp.float32)
         lp_x = jnp.float32(0.0)
+        axis = last_free_axis(free[g, w])
         for k in range(3):
             params = model.coord_head(h)
-            drawn = angle_to_coord(_draw_mixture(keys[1 + k], params, temperature, cfg.kappa_min))
+            if zone is None:
+                drawn = _draw_mixture(keys[1 + k], params, temperature, cfg.kappa_min)
+            else:
+                # Holes only at the site's last free coordinate (zero weights elsewhere).
+                hc, hw, hk = holes(
+                    zone, g, w, xyz, axis, images.reshape(-1, 3), img_mask.ravel()
+                )
+                hw = jnp.where(axis == k, hw, 0.0)
+                drawn = _draw_excluded(keys[1 + k], params, temperature, cfg.kappa_min, hc, hw, hk)
+            drawn = angle_to_coord(drawn)
             drawn = jnp.where(jnp.isnan(fixed_x[i, k]), drawn, jnp.mod(fixed_x[i, k], 1.0))
             tied = jnp.mod(op0[g, w, k, :3] @ xyz + op0[g, w, k, 3], 1.0)
             val = jnp.where(free[g, w, k], drawn, tied)
             val = jnp.where(val >= 1.0, val - 1.0, val)
-            lp_x += jnp.where(free[g, w, k], coord_log_prob(params, val, cfg.kappa_min), 0.0)
+            lp = coord_log_prob(params, val, cfg.kappa_min)
+            if zone is not None:
+                lp += log_hole_factor(val, hc, hw, hk) - log_normaliser(
+                    params, hc, hw, hk, cfg.kappa_min
+                )
+            lp_x += jnp.where(free[g, w, k], lp, 0.0)
             xyz = xyz.at[k].set(val)
             h = decode(model.embed_coord(g, val, k), cache, pos, local, pos + 2 + k)
         cache = model.write_cache(cache, local, pos)
+        if zone is not None:
+            new_images, new_mask = site_images(g, w[None], xyz[None], (w > 0)[None])
+            images = images.at[i].set(new_images[0])
+            img_mask = img_mask.at[i].set(new_mask[0])
         # The last slot's successor is the appended padding letter: forced.
         mask_next = jnp.where(i + 1 < n, letter_mask(g, w, False), jnp.arange(cfg.num_letters) == 0)
         w_next, lp_w = _choose(keys[4], model.w_head(h), mask_next, fixed_w_next[i], temperature)
         acc = acc + jnp.stack([lp_w, jnp.where(w > 0, lp_a, 0.0), lp_x])
-        return (cache, w_next, w, keys[5], lat_h, acc), (w, a, xyz)
+        return (cache, w_next, w, keys[5], lat_h, acc, images, img_mask), (w, a, xyz)
 
     acc0 = jnp.stack([lp_w0, jnp.float32(0.0), jnp.float32(0.0)])
-    init = (cache, w0, jnp.int32(0), key, jnp.zeros(cfg.model_size, jnp.float32), acc0)
-    (cache, w_last, prev, key, lat_h, acc), (w, a, xyz) = jax.lax.scan(site, init, jnp.arange(n))
+    lat0 = jnp.zeros(cfg.model_size, jnp.float32)
+    init = (cache, w0, jnp.int32(0), key, lat0, acc0, ops_n[0], ops_n[1])
+    (cache, w_last, prev, key, lat_h, acc, _, _), (w, a, xyz) = jax.lax.scan(
+        site, init, jnp.arange(n)
+    )
     last = jnp.int32(1 + 5 * n)
     local = [[] for _ in range(n_layers)]
     h = decode(model.embed_letter(g, w_last, mult[g, w_last]), cache, last, local, last)

@@ -53,6 +53,21 @@ class TrainOptions:
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
     progress: bool = True
+    trainable: str = "all"  # "all", or "exclusion": only the exclusion zone's scalars
+
+
+def trainable_spec(model: CrystalFormer, trainable: str = "all"):
+    """Which arrays training updates (an Equinox filter spec): every array, or only the
+    exclusion zone's scalars (fitting the zone to a trained transformer)."""
+    if trainable == "all":
+        return eqx.is_array
+    if trainable == "exclusion":
+        if model.exclusion is None:
+            raise ValueError("trainable='exclusion' needs a model with an exclusion zone")
+        spec = jax.tree_util.tree_map(lambda _: False, model)
+        zone = jax.tree_util.tree_map(lambda _: True, model.exclusion)
+        return eqx.tree_at(lambda m: m.exclusion, spec, replace=zone)
+    raise ValueError(f"trainable must be 'all' or 'exclusion', got {trainable!r}")
 
 
 class TrainResult(NamedTuple):
@@ -160,21 +175,25 @@ def _mean_terms(terms: LogProbTerms) -> jax.Array:
 def _cached_train_step(opts_key: tuple, total_steps: int) -> tuple[Callable, Any]:
     opts = TrainOptions(**dict(opts_key))
     optimizer = make_optimizer(opts, total_steps)
-    return make_train_step(optimizer), optimizer
+    return make_train_step(optimizer, opts.trainable), optimizer
 
 
-def make_train_step(optimizer: optax.GradientTransformation) -> Callable:
+def make_train_step(optimizer: optax.GradientTransformation, trainable: str = "all") -> Callable:
     """One jitted optimisation step on a batch: (model, opt_state, batch, key) -> (model,
-    opt_state, NLL by term)."""
+    opt_state, NLL by term). With trainable='exclusion' only the zone moves, without dropout (the
+    transformer is then a fixed, evaluated function)."""
 
     @eqx.filter_jit
     def train_step(model, opt_state, batch: CrystalArrays, key):
-        def loss_fn(m):
-            nll = _mean_terms(log_prob(m, batch, key=key))
+        params, static = eqx.partition(model, trainable_spec(model, trainable))
+        dropout_key = key if trainable == "all" else None
+
+        def loss_fn(p):
+            nll = _mean_terms(log_prob(eqx.combine(p, static), batch, key=dropout_key))
             return nll[0], nll
 
-        (_, nll), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        (_, nll), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
         return eqx.apply_updates(model, updates), opt_state, nll
 
     return train_step
@@ -346,13 +365,13 @@ def train(
             f"{opts.batch_size}"
         )
     # Runs with the same optimiser settings share one compiled step (resume in one process).
-    opt_keys = ("lr", "weight_decay", "warmup_steps", "end_lr_fraction", "clip_norm")
+    opt_keys = ("lr", "weight_decay", "warmup_steps", "end_lr_fraction", "clip_norm", "trainable")
     train_step, optimizer = _cached_train_step(
         tuple((k, getattr(opts, k)) for k in opt_keys), steps_per_epoch * opts.epochs
     )
 
     model = model if model is not None else CrystalFormer(config, jax.random.PRNGKey(opts.seed))
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    opt_state = optimizer.init(eqx.filter(model, trainable_spec(model, opts.trainable)))
     state = _State()
     if resume:
         model, opt_state, state, stored = _load_last(out, model, opt_state)

@@ -36,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --init: widen the coordinate features to NF frequencies (new ones start at "
         "zero weight, so the starting density is the checkpoint's)",
     )
+    parser.add_argument(
+        "--exclusion-zone",
+        action="store_true",
+        help="with --init: add the exclusion zone around earlier atoms (priors/exclusion.py) to "
+        "the checkpoint's coordinate density, to be trained with it",
+    )
+    parser.add_argument(
+        "--trainable",
+        choices=("all", "exclusion"),
+        default="all",
+        help="what training updates: every weight, or only the exclusion zone's three scalars "
+        "(the transformer fixed, no dropout)",
+    )
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--limit", type=int, default=None, help="rows read per file")
@@ -57,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.fourier_features is not None and args.init is None:
         raise ValueError("--fourier-features widens the checkpoint given by --init")
+    if args.exclusion_zone and args.init is None:
+        raise ValueError(
+            "--exclusion-zone extends the checkpoint given by --init (for a new model, use a "
+            "config with exclusion=True)"
+        )
     init_model = None
     if args.resume:
         cfg_file = out / "last" / "config.json"
@@ -77,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
             from cfmc.priors.model import with_fourier_features
 
             init_model = with_fourier_features(init_model, args.fourier_features)
+        if args.exclusion_zone:
+            from cfmc.priors.model import with_exclusion_zone
+
+            init_model = with_exclusion_zone(init_model)
         config = init_model.config
         print(f"starting from the weights of {args.init} (config {config})")
     options = TrainOptions(
@@ -91,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         checkpoint_minutes=args.checkpoint_minutes,
         progress=not args.no_progress,
+        trainable=args.trainable,
     )
     data = load_dataset(
         args.csv or None,
