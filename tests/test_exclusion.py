@@ -124,7 +124,7 @@ def test_fit_only_the_zone(prior_dir, data_dir, tmp_path):
             "--limit", "300", "--batch-size", "20", "--epochs", "2", "--no-progress",
             "--out", str(out)]
     assert main(argv) == 0
-    start, end = load_prior(prior_dir), load_prior(out / "last")
+    start, end = load_prior(prior_dir), load_prior(out / "best")
     assert start.exclusion is None and end.config.exclusion
     old = jax.tree_util.tree_leaves(start)
     new = jax.tree_util.tree_leaves(end)
