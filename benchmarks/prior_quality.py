@@ -3,7 +3,8 @@
 For each group: structural validity (distances above 0.5 A, no site collisions), the fraction whose
 expanded structure spglib (symprec 0.1) assigns the requested group, the charge-balanced fraction
 (SMACT), and the atoms-per-cell distribution against the training data (total-variation distance;
-a plot like the paper's Fig. 4).
+a plot like the paper's Fig. 4), and the largest difference between the log p the sampler
+recorded and `log_prob` of the crystals it returned (zero up to float32 round-off).
 
     python benchmarks/prior_quality.py [--prior PATH] [--num 200] [--out runs/prior_quality]
 """
@@ -52,7 +53,8 @@ def closest_pair(crystal) -> tuple[int, float]:
 
 def main() -> None:
     import jax
-    from cfmc.priors import load_prior, sample
+    from cfmc.priors import load_prior, log_prob
+    from cfmc.priors.sample import sample_with_log_prob
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     from cfmc.chemistry import charge_balanced, structurally_valid
@@ -73,11 +75,16 @@ def main() -> None:
     rows = []
     key = jax.random.PRNGKey(args.seed)
     per_group = {}
-    print(f"{'group':>5} {'valid':>7} {'spglib=g':>9} {'balanced':>9} {'TV(atoms)':>10} {'s':>6}")
+    print(f"{'group':>5} {'valid':>7} {'spglib=g':>9} {'balanced':>9} {'TV(atoms)':>10} "
+          f"{'|dlogp|':>8} {'s':>6}")
     for g in GROUPS:
         key, sub = jax.random.split(key)
         t = time.time()
-        arrays = sample(model, sub, g, args.num, temperature=args.temperature)
+        arrays, recorded = sample_with_log_prob(model, sub, g, args.num,
+                                                temperature=args.temperature)
+        # The sampler's own record of log p against log_prob of the result (exact: equal).
+        dlogp = float(np.max(np.abs(np.asarray(recorded.total)
+                                    - np.asarray(log_prob(model, arrays).total))))
         crystals = from_arrays(arrays)
         valid = same = balanced = 0
         contacts = []  # (sites apart, distance) of the closest pair of each invalid crystal
@@ -97,14 +104,15 @@ def main() -> None:
         tv = tv_distance(atoms, ref)
         dt = time.time() - t
         n = len(crystals)
-        rows.append(dict(group=g, n=n, valid=valid / n, same_group=same / n,
+        rows.append(dict(group=g, n=n, valid=valid / n, same_group=same / n, max_dlogp=dlogp,
                          charge_balanced=balanced / n, tv_atoms=tv, train_count=len(ref),
                          short_contacts_by_site_gap=dict(sorted(Counter(
                              k for k, _ in contacts).items())),
                          short_contact_median_distance=float(np.median([d for _, d in contacts]))
                          if contacts else None))
         per_group[g] = (atoms, ref)
-        print(f"{g:>5} {valid / n:7.1%} {same / n:9.1%} {balanced / n:9.1%} {tv:10.3f} {dt:6.1f}")
+        print(f"{g:>5} {valid / n:7.1%} {same / n:9.1%} {balanced / n:9.1%} {tv:10.3f} "
+              f"{dlogp:8.1e} {dt:6.1f}")
     print("invalid crystals: how many sites apart in the sequence their closest atoms are "
           "(0: images of one site), median distance")
     for r in rows:

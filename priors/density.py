@@ -234,12 +234,11 @@ def exclusion_log_terms(zone: ExclusionZone, g, w, xyz, coord_params, cfg) -> ja
     n = w.shape[0]
     free = jnp.asarray(t.free)[g, w]
     images, mask = site_images(g, w, xyz, w > 0)
-    flat = images.reshape(-1, 3)
     axis = last_free_axis(free)
     earlier = jnp.arange(n)[None, :] < jnp.arange(n)[:, None]  # (site, earlier site)
 
     def one(wi, site_xyz, ax, before, params):
-        c, a, k = holes(zone, g, wi, site_xyz, ax, flat, (mask & before[:, None]).reshape(-1))
+        c, a, k = holes(zone, g, wi, site_xyz, ax, images, mask & before[:, None])
         return log_hole_factor(site_xyz[ax], c, a, k) - log_normaliser(
             params[ax], c, a, k, cfg.kappa_min
         )

@@ -116,7 +116,8 @@ def holes(
     holes: the NUM_HOLES nearest among the images of earlier atoms and the site's own images.
 
     xyz are the site's coordinates (those before `axis` are used; later ones follow from the
-    representative op0 of (g, w)); images (P, 3) and mask (P,) are the earlier atoms. An image of
+    representative op0 of (g, w)); images (J, O, 3) and mask (J, O) are the images of the earlier
+    sites (`site_images`). An image of
     the site itself under an operation moves with u: it meets the site where D u + c = 0 (mod 1),
     D = d(image - site)/du along the axis, |D| points of collision whose bumps are |D| times
     narrower (concentration kappa_h D^2). Depth: A exp(-(d^2 / s^2)^2 / 2), d the fractional
@@ -135,21 +136,26 @@ def holes(
         return jnp.sum(jnp.square(diff), axis=-1)
 
     # Earlier atoms: the hole sits at the image's own coordinate.
-    centre = images[:, axis]
-    d2 = dist2(position(centre) - images)
+    centre = images[..., axis]  # (J, O)
+    # position(u) = position(0) + u e is affine, e = op0's column of the axis.
+    step = op0[:, :3] @ onehot.astype(jnp.float32)
+    diff = (position(0.0) - images) + centre[..., None] * step
+    centre, d2 = centre.reshape(-1), jnp.where(mask, dist2(diff), jnp.inf).reshape(-1)
 
     # The site's own images: diff(u) = (R - I) r(u) + t is affine in u.
     rot = ops[g][:, :, :3] - jnp.eye(3)  # (O, 3, 3)
     tr = ops[g][:, :, 3]
     base = jnp.einsum("oij,j->oi", rot, position(0.0)) + tr  # diff at u = 0
-    slope = jnp.einsum("oij,j->oi", rot, op0[:, :3] @ onehot.astype(jnp.float32))
+    slope = jnp.einsum("oij,j->oi", rot, step)
     big_d = jnp.round(slope[:, axis])  # (O,) integer D
     n = jnp.arange(MAX_SELF_CENTRES, dtype=jnp.float32)
     safe = jnp.where(big_d == 0, 1.0, big_d)
     u_self = jnp.mod((n[None, :] - base[:, axis, None]) / safe[:, None], 1.0)  # (O, C)
-    d2_self = dist2(base[:, None, :] + u_self[..., None] * slope[:, None, :])
     ok_self = (
         distinct[g, w][:, None] & (big_d[:, None] != 0) & (n[None, :] < jnp.abs(big_d)[:, None])
+    )
+    d2_self = jnp.where(
+        ok_self, dist2(base[:, None, :] + u_self[..., None] * slope[:, None, :]), jnp.inf
     )
 
     centres = jnp.concatenate([centre, u_self.reshape(-1)])
@@ -157,7 +163,8 @@ def holes(
         [jnp.ones_like(centre), jnp.repeat(jnp.square(big_d), MAX_SELF_CENTRES)]
     )
     d2 = jnp.concatenate([d2, d2_self.reshape(-1)])
-    ok = jnp.concatenate([mask, ok_self.reshape(-1)])
+    ok = jnp.isfinite(d2)
+    d2 = jnp.where(ok, d2, 1.0)
     # Hole depths need no gradient with respect to the coordinates (they are data). Masked
     # candidates score far below any real one (d^2 <= 3/4), finite so that gradients are too.
     score = jnp.where(ok, -jax.lax.stop_gradient(d2), -1e3)

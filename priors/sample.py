@@ -136,9 +136,7 @@ def _sample_one(
                 drawn = _draw_mixture(keys[1 + k], params, temperature, cfg.kappa_min)
             else:
                 # Holes only at the site's last free coordinate (zero weights elsewhere).
-                hc, hw, hk = holes(
-                    zone, g, w, xyz, axis, images.reshape(-1, 3), img_mask.ravel()
-                )
+                hc, hw, hk = holes(zone, g, w, xyz, axis, images, img_mask)
                 hw = jnp.where(axis == k, hw, 0.0)
                 drawn = _draw_excluded(keys[1 + k], params, temperature, cfg.kappa_min, hc, hw, hk)
             drawn = angle_to_coord(drawn)
