@@ -203,13 +203,14 @@ def log_normaliser(params: jax.Array, centres, weights, kappa, kappa_min: float)
     res_c = subsets @ (kappa * jnp.cos(theta))  # (S,)
     res_s = subsets @ (kappa * jnp.sin(theta))
     size = subsets @ (kappa * jnp.ones_like(theta))
-    r2 = (
-        jnp.square(conc[:, None] * jnp.cos(loc)[:, None] + res_c)
-        + jnp.square(conc[:, None] * jnp.sin(loc)[:, None] + res_s)
-    )  # (Kx, S)
-    r = jnp.sqrt(jnp.maximum(r2, 1e-12))
+    # r - kappa_k from r^2 - kappa_k^2 = 2 kappa_k (X cos mu + Y sin mu) + X^2 + Y^2: no float32
+    # cancellation when kappa_k is in the thousands (a sharp component).
+    cross = jnp.cos(loc)[:, None] * res_c + jnp.sin(loc)[:, None] * res_s  # (Kx, S)
+    excess = 2.0 * conc[:, None] * cross + jnp.square(res_c) + jnp.square(res_s)
+    r = jnp.sqrt(jnp.maximum(jnp.square(conc[:, None]) + excess, 1e-12))
+    r_minus = excess / (r + conc[:, None])
     overlap = jnp.exp(
-        r - conc[:, None] - size
+        r_minus - size
         + jnp.log(jax.scipy.special.i0e(r))
         - jnp.log(jax.scipy.special.i0e(conc))[:, None]
     )
