@@ -109,7 +109,12 @@ def _sample_one(
     fixed_w_next = jnp.concatenate([fixed_w[1:], jnp.zeros((1,), jnp.int32)])
 
     zone = model.exclusion
-    ops_n = site_images(g, jnp.zeros((n,), jnp.int32), jnp.zeros((n, 3)), jnp.zeros((n,), bool))
+    # Images of the sites placed so far (the zone's holes); nothing to carry without a zone.
+    ops_n = (
+        site_images(g, jnp.zeros((n,), jnp.int32), jnp.zeros((n, 3)), jnp.zeros((n,), bool))
+        if zone is not None
+        else (jnp.zeros((0,)), jnp.zeros((0,), bool))
+    )
 
     def site(carry, i):
         cache, w, prev, key, lat_h, acc, images, img_mask = carry
