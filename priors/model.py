@@ -315,7 +315,7 @@ def with_fourier_features(model: CrystalFormer, nf: int) -> CrystalFormer:
         return eqx.tree_at(lambda d: d.weight, proj, jnp.concatenate(cols, axis=1))
 
     wider = eqx.tree_at(lambda m: m.coord_proj, model, tuple(widen(p) for p in model.coord_proj))
-    return _with_config(wider, model.config.replace(Nf=nf))
+    return _with_config(jax.tree_util.tree_leaves(wider), model.config.replace(Nf=nf))
 
 
 def with_exclusion_zone(model: CrystalFormer, zone: ExclusionZone | None = None) -> CrystalFormer:
@@ -328,13 +328,16 @@ def with_exclusion_zone(model: CrystalFormer, zone: ExclusionZone | None = None)
     return _with_config(leaves, model.config.replace(exclusion=True))
 
 
-def _with_config(model_or_leaves, config: PriorConfig) -> CrystalFormer:
+def without_exclusion_zone(model: CrystalFormer) -> CrystalFormer:
+    """The same transformer without its exclusion zone (to compare the two densities)."""
+    if model.exclusion is None:
+        return model
+    leaves = jax.tree_util.tree_leaves(eqx.tree_at(lambda m: m.exclusion, model, None))
+    return _with_config(leaves, model.config.replace(exclusion=False))
+
+
+def _with_config(leaves: list, config: PriorConfig) -> CrystalFormer:
     # The config is a static field: put the arrays into a skeleton built with the new one (the
     # exclusion zone is the last field, so its leaves come last).
     skeleton = eqx.filter_eval_shape(CrystalFormer, config, jax.random.PRNGKey(0))
-    leaves = (
-        model_or_leaves
-        if isinstance(model_or_leaves, list)
-        else jax.tree_util.tree_leaves(model_or_leaves)
-    )
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(skeleton), leaves)
