@@ -157,18 +157,21 @@ def project(g: int, letter: str, xyz, tol: float = 1e-3) -> np.ndarray:
     return np.mod(proj[best], 1.0)
 
 
+def first_images(pts: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """Mask (n,) of the images that are not a repeat (mod 1) of an earlier one in the list."""
+    d = pts[:, None, :] - pts[None, :, :]
+    d -= np.rint(d)
+    same = np.all(np.abs(d) < tol, axis=-1)
+    return ~np.any(np.tril(same, k=-1), axis=1)
+
+
 def orbit(g: int, letter: str, xyz, tol: float = 1e-4) -> np.ndarray:
     """All symmetry-equivalent positions of a representative in the conventional cell, in [0, 1)."""
     t = tables()
     w = check_letter(g, letter)
     ops = t.general_ops[g, : t.num_ops[g]]
     pts = np.mod(ops[:, :, :3] @ np.asarray(xyz, float) + ops[:, :, 3], 1.0)
-    d = pts[:, None, :] - pts[None, :, :]
-    d -= np.rint(d)
-    same = np.all(np.abs(d) < tol, axis=-1)
-    # keep an image unless an earlier image is the same point
-    first = ~np.any(np.tril(same, k=-1), axis=1)
-    res = pts[first]
+    res = pts[first_images(pts, tol)]
     m = t.multiplicity[g, w]
     if len(res) != m:
         raise ValueError(

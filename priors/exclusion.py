@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfmc.wyckoff import tables
+from cfmc.wyckoff import first_images, tables
 
 MAX_DEPTH = 0.995  # A < 1 keeps every factor of h(u) above 1 - A > 0
 NUM_HOLES = 4  # nearest images that carve holes, per site (2^4 terms in the normaliser)
@@ -79,10 +79,7 @@ def orbit_tables() -> tuple[np.ndarray, np.ndarray]:
                 continue
             point = t.op0[g, w, :, :3] @ rng.uniform(0.1, 0.9, 3) + t.op0[g, w, :, 3]
             pts = ops[g, :n, :, :3].astype(np.float64) @ point + ops[g, :n, :, 3]
-            d = pts[:, None] - pts[None]
-            d -= np.rint(d)
-            same = np.all(np.abs(d) < 1e-6, axis=-1)
-            distinct[g, w, :n] = ~np.any(np.tril(same, k=-1), axis=1)
+            distinct[g, w, :n] = first_images(pts, 1e-6)
     return ops, distinct
 
 
@@ -164,7 +161,6 @@ def holes(
     )
     d2 = jnp.concatenate([d2, d2_self.reshape(-1)])
     ok = jnp.isfinite(d2)
-    d2 = jnp.where(ok, d2, 1.0)
     # Hole depths need no gradient with respect to the coordinates (they are data). Masked
     # candidates score far below any real one (d^2 <= 3/4), finite so that gradients are too.
     score = jnp.where(ok, -jax.lax.stop_gradient(d2), -1e3)
