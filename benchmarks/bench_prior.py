@@ -16,16 +16,9 @@ import equinox as eqx
 import jax
 import numpy as np
 from cfmc.priors import CrystalFormer, count_parameters, get_config, log_prob, sample
-from cfmc.priors.train import (
-    TrainOptions,
-    _device_batch,
-    _fit_slots,
-    assign_buckets,
-    epoch_batches,
-    log_prob_many,
-    make_optimizer,
-    make_train_step,
-)
+from cfmc.priors.batches import assign_buckets, device_batch, fit_slots
+from cfmc.priors.evaluate import log_prob_many
+from cfmc.priors.train import TrainOptions, epoch_batches, make_optimizer, make_train_step
 
 from cfmc.arrays import CrystalArrays
 
@@ -38,7 +31,7 @@ def load_data(model: CrystalFormer, n: int | None) -> tuple[CrystalArrays, str]:
 
         path = default_training_files()[0]
         data = load_dataset(path, max_sites=model.config.max_sites, progress=False)
-        arrays, _ = _fit_slots(data.arrays, model.config.max_sites)
+        arrays, _ = fit_slots(data.arrays, model.config.max_sites)
         if n is None:
             return arrays, path.name
         reps = -(-n // arrays.batch_size)
@@ -89,7 +82,7 @@ def bench(name: str, repeat: int) -> None:
     step = make_train_step(optimizer)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     key = jax.random.PRNGKey(0)
-    full = _device_batch(data, np.arange(100), config.max_sites)
+    full = device_batch(data, np.arange(100), config.max_sites)
     first, best = timed(lambda: step(model, opt_state, full, key)[2], repeat)
     print(
         f"training, batch 100, {config.max_sites} slots: {100 / best:8.1f} crystals/s "
@@ -99,7 +92,7 @@ def bench(name: str, repeat: int) -> None:
     everything, _ = load_data(model, None)
     buckets = assign_buckets(everything, config.max_sites, opts.buckets, 100)
     batches = [
-        (s, _device_batch(everything, i, s)) for s, i in epoch_batches(buckets, 100, 0, 0)[:40]
+        (s, device_batch(everything, i, s)) for s, i in epoch_batches(buckets, 100, 0, 0)[:40]
     ]
     t = time.perf_counter()
     sizes = sorted({s for s, _ in batches})

@@ -13,7 +13,8 @@ def main() -> None:
     import jax
     from cfmc.priors import CrystalFormer, load_prior
     from cfmc.priors.density import satisfies_constraints
-    from cfmc.priors.train import TrainOptions, clean_dataset, evaluate, split_indices
+    from cfmc.priors.evaluate import evaluate
+    from cfmc.priors.train import TrainOptions, clean_dataset, split_indices
 
     from cfmc.data import load_dataset
 

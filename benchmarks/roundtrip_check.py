@@ -9,6 +9,7 @@ Crystal -> string -> Crystal and Crystal -> arrays -> Crystal (coordinates to 1e
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -60,7 +61,8 @@ def main() -> None:
     for name, n in (("mp20_biternary_val.csv.gz", args.mp20), ("mpts52_val.csv.gz", args.mpts)):
         cifs = read_table(data / name, n)["cif"].tolist()
         t = time.time()
-        with ProcessPoolExecutor(args.jobs) as pool:
+        spawn = multiprocessing.get_context("spawn")  # no fork once JAX may be running
+        with ProcessPoolExecutor(args.jobs, mp_context=spawn) as pool:
             res = list(pool.map(check, cifs, chunksize=16))
         dt = time.time() - t
         ok = [r for r in res if r["skip"] is None]

@@ -4,11 +4,64 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
+from cfmc.arrays import NUM_SPECIES
+
 # Tc, Pm and everything from Po on are radioactive; the paper's templates leave them out.
 RADIOACTIVE = frozenset({43, 61, *range(84, 119)})
+
+
+@functools.lru_cache(maxsize=1)
+def element_symbols() -> tuple[str, ...]:
+    """Symbols indexed by atomic number (index 0 is the pad '')."""
+    from pymatgen.core.periodic_table import Element
+
+    return ("",) + tuple(Element.from_Z(z).symbol for z in range(1, NUM_SPECIES))
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of an element symbol, with an error naming the symbol."""
+    try:
+        return element_symbols().index(str(symbol).strip())
+    except ValueError:
+        raise ValueError(f"unknown element '{symbol}'") from None
+
+
+def radioactive_mask() -> np.ndarray:
+    """(119,) True for the elements excluded by default: Tc, Pm and Z >= 84 (as in the paper)."""
+    m = np.zeros(NUM_SPECIES, bool)
+    m[sorted(RADIOACTIVE)] = True
+    return m
+
+
+def element_mask(
+    elements: Iterable[str] | None = None,
+    exclude_radioactive: bool = True,
+    option: str = "elements",
+) -> np.ndarray:
+    """(119,) bool: the elements a site may take, `elements` (all when None) less the radioactive
+    ones when `exclude_radioactive`. The one builder of element masks; errors name `option`."""
+    m = np.ones(NUM_SPECIES, bool)
+    m[0] = False
+    if exclude_radioactive:
+        m &= ~radioactive_mask()
+    if elements is not None:
+        elements = list(elements)
+        pick = np.zeros(NUM_SPECIES, bool)
+        for e in elements:
+            try:
+                pick[atomic_number(e)] = True
+            except ValueError as err:
+                raise ValueError(f"{option}: {err}") from None
+        m &= pick
+        if not m.any():
+            raise ValueError(f"{option} {' '.join(elements)}: none of them is allowed"
+                             + (" (radioactive elements are excluded by default)"
+                                if exclude_radioactive else ""))
+    return m
 
 
 MAX_ELEMENTS_BALANCE = 6  # SMACT's search grows exponentially with the number of elements

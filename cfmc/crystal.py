@@ -73,8 +73,11 @@ class Crystal:
 
     @classmethod
     def from_string(cls, text: str, lattice: Sequence[float] | None = None) -> Crystal:
-        """Parse the paper's string, e.g. `167-a-C-0-0-1/4-b-Ca-0-0-0-e-O-0.257-0-1/4`."""
-        return _from_string(text, lattice)
+        """Parse the paper's string, e.g. `167-a-C-0-0-1/4-b-Ca-0-0-0-e-O-0.257-0-1/4`: a
+        template without blanks (one parser, `cfmc.template`)."""
+        from cfmc.template import Template
+
+        return Template.parse(text, exclude_radioactive=False).to_crystal(lattice)
 
     @classmethod
     def from_cif(cls, cif: str | Path, symprec: float = 0.1) -> Crystal:
@@ -150,118 +153,10 @@ def format_coordinate(v: float) -> str:
     return f"{v:.7f}".rstrip("0")
 
 
-def parse_coordinate(token: str, where: str = "") -> float:
-    """A number or fraction such as `0.257`, `1/4` or `-1/3`."""
-    try:
-        return float(Fraction(token))
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{where}'{token}' is not a number or fraction") from None
-
-
-def element_symbol(token: str, where: str = "") -> str:
-    """Validate an element symbol (H..Og)."""
-    from pymatgen.core.periodic_table import Element
-
-    try:
-        return Element(token).symbol
-    except (ValueError, KeyError):
-        raise ValueError(f"{where}unknown element '{token}'") from None
-
-
 def _wrap(x: np.ndarray) -> np.ndarray:
     x = np.mod(x, 1.0)
     x[np.isclose(x, 1.0, atol=1e-9)] = 0.0
     return x
-
-
-def _from_string(text: str, lattice) -> Crystal:
-    fields = text.strip().split("-")
-    # a leading minus of a coordinate (e.g. `-1/4`) splits as an empty field; join it back
-    tokens: list[str] = []
-    i = 0
-    while i < len(fields):
-        if fields[i] == "" and i + 1 < len(fields):
-            tokens.append("-" + fields[i + 1])
-            i += 2
-        else:
-            tokens.append(fields[i])
-            i += 1
-    if not tokens or not tokens[0].isdigit():
-        raise ValueError(f"string must start with the space-group number, got '{tokens[:1]}'")
-    g = wy.check_spacegroup(int(tokens[0]))
-    body = tokens[1:]
-    if len(body) % 5:
-        raise ValueError(
-            f"expected 5 fields per site (letter, element, x, y, z) after the space group; "
-            f"got {len(body)} fields, which leaves {len(body) % 5} over"
-        )
-    letters, species, coords = [], [], []
-    for k in range(0, len(body), 5):
-        site = k // 5 + 1
-        where = f"site {site}: "
-        letter, elem, *xyz = body[k : k + 5]
-        if len(letter) != 1:
-            raise ValueError(f"{where}'{letter}' is not a Wyckoff letter")
-        try:
-            wy.check_letter(g, letter)
-        except ValueError as e:
-            raise ValueError(f"{where}{e}") from None
-        letters.append(letter)
-        species.append(element_symbol(elem, where))
-        x = np.array([parse_coordinate(t, where) for t in xyz])
-        coords.append(_on_position(g, letter, x, where))
-    _check_order(g, letters)
-    lat = None if lattice is None else wy.symmetrize_lattice(g, lattice)
-    return Crystal(g, tuple(letters), tuple(species), np.array(coords).reshape(-1, 3), lat)
-
-
-def _on_position(g: int, letter: str, x: np.ndarray, where: str) -> np.ndarray:
-    """Check that x is the first representative of the position and return it exactly."""
-    rep = wy.representative(g, letter, x)
-    d = rep - x
-    d -= np.rint(d)
-    if np.any(np.abs(d) > _COORD_TOL):
-        expected = wy.representative(g, letter, [0.1, 0.2, 0.3])
-        raise ValueError(
-            f"{where}coordinates {x.tolist()} are not on Wyckoff position {letter} of group {g} "
-            f"(first representative of the form {_describe(g, letter, expected)})"
-        )
-    return _wrap(rep)
-
-
-def _describe(g: int, letter: str, example: np.ndarray) -> str:
-    a = wy.tables().op0[g, wy.letter_index(letter)]
-    names = "xyz"
-    out = []
-    for row in a:
-        terms = []
-        for j in range(3):
-            c = row[j]
-            if abs(c) > 1e-8:
-                coef = "" if abs(c - 1) < 1e-8 else "-" if abs(c + 1) < 1e-8 else f"{c:g}"
-                terms.append(f"{coef}{names[j]}")
-        if abs(row[3]) > 1e-8 or not terms:
-            terms.append(format_coordinate(row[3]))
-        out.append("+".join(terms).replace("+-", "-"))
-    return "(" + ",".join(out) + ")"
-
-
-def _check_order(g: int, letters: Sequence[str]) -> None:
-    idx = [wy.letter_index(w) for w in letters]
-    for k in range(1, len(idx)):
-        if idx[k] < idx[k - 1]:
-            raise ValueError(
-                f"site {k + 1}: Wyckoff letters must not decrease (a..z then A); "
-                f"'{letters[k]}' follows '{letters[k - 1]}'"
-            )
-        if idx[k] == idx[k - 1] and not wy.tables().free[g, idx[k]].any():
-            raise ValueError(
-                f"site {k + 1}: Wyckoff position {letters[k]} of group {g} has no free coordinate, "
-                "so it can hold only one site"
-            )
-
-
-# -------------------------------------------------------------------- from a pymatgen Structure
 
 
 def _dataset(cell, symprec: float, hall_number: int = 0):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -120,7 +121,8 @@ def convert_cifs(
             out += _convert_chunk(job)
             bar.update(len(job[0]))
     else:
-        with ProcessPoolExecutor(n_jobs) as pool:
+        # spawn, not fork: JAX may already be running in this process (fork can deadlock it)
+        with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for res in pool.map(_convert_chunk, jobs):
                 out += res
                 bar.update(len(res))

@@ -6,6 +6,7 @@ The prior part is JAX (jitted, batched over chains); conditioners are host calla
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -61,15 +62,6 @@ def as_prior(prior: Any, allowed_species: np.ndarray | None = None) -> PriorFunc
     )
 
 
-class ConditionerOutput(NamedTuple):
-    """Host-side conditioner results for a batch: weighted log-likelihood and what produced it."""
-
-    logp: np.ndarray  # (B,) sum_k w_k log p(y_k|C); -inf where any prediction failed
-    terms: dict[str, np.ndarray]  # per conditioner (and its own sub-terms): w_k log p(y_k|C)
-    values: dict[str, np.ndarray]  # predicted properties
-    failed: np.ndarray  # (B,) bool: some conditioner gave -inf/NaN or raised for the batch
-
-
 class PosteriorTerms(NamedTuple):
     """Every term per crystal; `total` is tempered, the rest are not."""
 
@@ -121,6 +113,14 @@ class Posterior:
         self.names = tuple(
             n if names.count(n) == 1 else f"{n}{k}" for k, n in enumerate(names)
         )
+        if self.marginalize_lattice:
+            lattice_dependent = [n for n, c in zip(self.names, self.conditioners, strict=True)
+                                 if getattr(c, "uses_lattice", False)]
+            if lattice_dependent:
+                logging.getLogger(__name__).warning(
+                    "conditioners %s depend on the lattice, but the lattice is marginalised: they "
+                    "see the chains' placeholder cell; keep the lattice in the chain instead",
+                    ", ".join(lattice_dependent))
         self.chunk_size = 128
         self._prior_part = jax.jit(chunked(self.prior_part, self.chunk_size))
         self._prior_terms = jax.jit(chunked(self.prior.log_prob, self.chunk_size))
@@ -157,21 +157,25 @@ class Posterior:
 
         return logdensity
 
-    def conditioner_logdensity(self, arrays: CrystalArrays) -> ConditionerOutput:
-        """Weighted conditioner log-likelihoods for a batch, on the host. A conditioner that
-        raises fails the whole batch; -inf/NaN fail single crystals."""
+    def conditioner_logdensity(self, arrays: CrystalArrays):
+        """Weighted conditioner log-likelihoods for a batch, on the host, as a
+        `cfmc.predictors.ConditionResult`. A conditioner that raises fails the whole batch;
+        -inf/NaN fail single crystals."""
+        from cfmc.predictors.conditioners import ConditionResult
+
         b = CrystalArrays(*(np.asarray(f) for f in arrays)).batch_size
         total = np.zeros(b)
         failed = np.zeros(b, bool)
         terms: dict[str, np.ndarray] = {}
         values: dict[str, np.ndarray] = {}
+        errors: list[str | None] = [None] * b
         if not self.conditioners or b == 0:
-            return ConditionerOutput(total, terms, values, failed)
+            return ConditionResult(total, terms, values, failed, tuple(errors))
         from cfmc.crystal import from_arrays
 
         crystals = from_arrays(arrays)
         for name, w, c in zip(self.names, self.weights, self.conditioners, strict=True):
-            logp, sub_terms, sub_values, sub_failed = _call_conditioner(c, crystals, b)
+            logp, sub_terms, sub_values, sub_failed, sub_errors = _call_conditioner(c, crystals, b)
             bad = sub_failed | ~np.isfinite(logp)
             failed |= bad
             total += w * np.where(bad, 0.0, logp)
@@ -179,15 +183,19 @@ class Posterior:
             for k, v in sub_terms.items():
                 terms[f"{name}.{k}"] = w * v
             values.update(sub_values)
+            errors = [e if e is not None else s for e, s in zip(errors, sub_errors, strict=True)]
         total[failed] = -np.inf
-        return ConditionerOutput(total, terms, values, failed)
+        return ConditionResult(total, terms, values, failed, tuple(errors))
+
+    def prior_terms(self, arrays: CrystalArrays) -> dict[str, np.ndarray]:
+        """Every term of log p(C|g) (`total` included, lattice term included) for a batch."""
+        pt = self._prior_terms(_to_jax(arrays))
+        return {k: np.asarray(getattr(pt, k))
+                for k in getattr(pt, "_fields", ("total", "lattice"))}
 
     def __call__(self, arrays: CrystalArrays) -> PosteriorTerms:
         """Every term for a batch: the tempered total and the untempered parts."""
-        pt = self._prior_terms(_to_jax(arrays))
-        prior_terms = {
-            k: np.asarray(getattr(pt, k)) for k in getattr(pt, "_fields", ("total", "lattice"))
-        }
+        prior_terms = self.prior_terms(arrays)
         log_prior = prior_terms["total"]
         part = log_prior - prior_terms["lattice"] if self.marginalize_lattice else log_prior
         cond = self.conditioner_logdensity(arrays)
@@ -219,12 +227,14 @@ def _to_jax(arrays: CrystalArrays) -> CrystalArrays:
 
 def _call_conditioner(c: Callable, crystals: list, b: int):
     out = c(crystals)
+    errors: tuple = (None,) * b
     if hasattr(out, "logp"):
         logp = np.asarray(out.logp, float).reshape(-1)
         terms = _flat(getattr(out, "terms", None))
         values = _flat(getattr(out, "values", None))
         failed = getattr(out, "failed", None)
         failed = np.zeros(b, bool) if failed is None else np.asarray(failed, bool).reshape(-1)
+        errors = tuple(getattr(out, "errors", None) or errors)
     else:
         logp = np.asarray(out, float).reshape(-1)
         terms, values, failed = {}, {}, np.zeros(b, bool)
@@ -232,7 +242,9 @@ def _call_conditioner(c: Callable, crystals: list, b: int):
         raise ValueError(
             f"conditioner {_name(c, 0)} returned {logp.shape[0]} values for {b} crystals"
         )
-    return np.where(np.isnan(logp), -np.inf, logp), terms, values, failed
+    if len(errors) != b:
+        errors = (None,) * b
+    return np.where(np.isnan(logp), -np.inf, logp), terms, values, failed, errors
 
 
 def _flat(d: Mapping[str, Any] | None) -> dict[str, np.ndarray]:

@@ -18,8 +18,10 @@ import numpy as np
 from cfmc.arrays import CrystalArrays
 
 CHECKPOINT = "checkpoint.npz"
-OUTPUTS = ("samples.csv", "trace.nc", "summary.json", "trace.png", "log_posterior.png",
-           CHECKPOINT, "cif")
+# everything a run writes (any command); `force` removes these and nothing else
+OUTPUTS = ("samples.csv", "chains.csv", "trace.nc", "summary.json", "trace.png", "burn_in.png",
+           "unconditional.csv", "properties.png", "log_prior.png", "report.html", CHECKPOINT,
+           "cif")
 
 
 def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path:
@@ -59,7 +61,7 @@ def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[s
     """Write the chain state (a flat dict of arrays) and JSON metadata atomically."""
     path = Path(path) / CHECKPOINT
     payload = {k: np.asarray(v) for k, v in arrays.items()}
-    payload["__meta__"] = np.array(json.dumps(_jsonable(meta)))
+    payload["__meta__"] = np.array(json.dumps(jsonable(meta)))
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -84,13 +86,13 @@ def unpack_arrays(prefix: str, flat: Mapping[str, np.ndarray]) -> CrystalArrays:
     return CrystalArrays(**{k: flat[f"{prefix}.{k}"] for k in CrystalArrays._fields})
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, np.generic):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -102,7 +104,17 @@ def _jsonable(x: Any) -> Any:
 
 def write_summary(path: str | Path, summary: Mapping[str, Any]) -> Path:
     p = Path(path) / "summary.json"
-    return _atomic(p, lambda tmp: tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n"))
+    return _atomic(p, lambda tmp: tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n"))
+
+
+def write_table(path: str | Path, name: str, table) -> Path:
+    """A pandas table as CSV, atomically."""
+    return _atomic(Path(path) / name, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def saved_settings(path: str | Path) -> dict[str, Any]:
+    """The settings a run saved in its checkpoint."""
+    return load_checkpoint(path)[1]["settings"]
 
 
 def write_trace(path: str | Path, idata) -> Path:
@@ -149,11 +161,13 @@ def write_samples(
     cif_dir: str = "cif",
 ) -> Path:
     """samples.csv (one row per crystal: chain, formula, space group, string, the given numeric
-    columns, CIF text) and one CIF file per crystal under `cif_dir`."""
+    columns, CIF text) and one CIF file per crystal under `cif_dir` (CIFs of an earlier write
+    that are no longer kept are removed). Returns the table."""
     import pandas as pd
 
     path = Path(path)
     (path / cif_dir).mkdir(exist_ok=True)
+    written: set[str] = set()
     rows = []
     for rank, (c, chain) in enumerate(zip(crystals, chains, strict=True)):
         try:
@@ -165,6 +179,7 @@ def write_samples(
             err = ""
             name = f"{rank:04d}_{c.formula}_chain{int(chain)}.cif"
             _atomic(path / cif_dir / name, lambda tmp, text=cif: tmp.write_text(text))
+            written.add(name)
         row = {"rank": rank, "chain": int(chain), "formula": c.formula,
                "spacegroup": c.spacegroup, "string": c.to_string()}
         row.update({k: float(np.asarray(v)[rank]) for k, v in columns.items()})
@@ -173,4 +188,8 @@ def write_samples(
             row["error"] = err
         rows.append(row)
     df = pd.DataFrame(rows)
-    return _atomic(path / "samples.csv", lambda tmp: df.to_csv(tmp, index=False))
+    _atomic(path / "samples.csv", lambda tmp: df.to_csv(tmp, index=False))
+    for stale in (path / cif_dir).glob("*.cif"):
+        if stale.name not in written:
+            stale.unlink()
+    return df

@@ -1,12 +1,11 @@
-"""The sweep engine: many chains, Metropolis-within-Gibbs over sites, host-side conditioners.
+"""The sweep engine: many chains, Metropolis-within-Gibbs over sites.
 
 A sweep visits the sites in sequence order and applies the chosen kernels at each (element
-substitution, coordinate shift), then the lattice move. Each move proposes for all chains at once
-(jitted, vmapped); the prior part of the proposals is evaluated in the same jitted call, the
-conditioners once for the batch on the host. Non-finite conditioner values reject the proposal
-and are counted. With delayed acceptance (Christen & Fox 2005) a proposal is first screened by the
-prior ratio times the q ratio and only survivors reach the conditioners; the second stage accepts
-with the conditioner ratio, which keeps the chain exact.
+substitution, coordinate shift), then the lattice move. Every move is the one Metropolis-Hastings
+step of `cfmc.kernels.build_kernel`, vmapped over the chains (in chunks) and jitted; host-side
+conditioners are called from inside that step, once per move for the whole batch. Each chain's
+keys derive from (sweep key, move, chain index) alone. Everything that changes during a run
+(chains, step sizes, counts) lives in the `SamplerState` NamedTuple.
 """
 
 from __future__ import annotations
@@ -20,11 +19,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from cfmc.arrays import CrystalArrays
-from cfmc.kernels import accept, coords, lattice, log_acceptance, species
+from cfmc.kernels import (
+    CrystalState,
+    ProposalFn,
+    SiteConstraints,
+    Target,
+    build_kernel,
+    conditioned,
+    coords,
+    lattice,
+    species,
+)
 from cfmc.posterior import Posterior
-from cfmc.template import SiteConstraints
 
-KERNELS = ("species", "coords", "lattice")
+KERNELS = ("block", "species", "coords", "lattice")
 STAT_FIELDS = ("proposed", "accepted", "invalid", "predictor_calls", "predictor_failures",
                "calls_saved")
 
@@ -40,6 +48,7 @@ class SweepConfig:
     species: bool = True
     coords: bool = True
     lattice: bool = False
+    block: bool = False  # one prior block move per sweep (needs a block proposal)
     species_proposal: str = "uniform"
     delayed_acceptance: bool = False
     coord_step: float = 0.1  # von Mises random walk, fractional units
@@ -57,18 +66,38 @@ class SweepConfig:
             raise ValueError(f"target_acceptance must be in (0, 1), got {self.target_acceptance}")
 
 
-class ChainState(NamedTuple):
-    """All chains: crystals (batched arrays) and the untempered parts of their log posterior."""
+class SamplerState(NamedTuple):
+    """All chains (a batched `CrystalState`), the step sizes, and the kernel counts so far."""
 
-    position: CrystalArrays
-    log_prior: jax.Array  # (B,) prior part the chains target (lattice term left out if marginal)
-    log_likelihood: np.ndarray  # (B,) weighted conditioner sum (0 without conditioners)
-    values: dict[str, np.ndarray]  # predicted properties of the current crystals
+    chains: CrystalState
+    chain_ids: np.ndarray  # (B,) global chain index: each chain's keys derive from it
+    step_sizes: dict[str, float]
+    stats: dict[str, dict[str, int]]  # counts per kernel since the start of the run
+    chain_acceptance: np.ndarray  # (B,) fraction of the last sweep's proposals accepted
+
+    @property
+    def position(self) -> CrystalArrays:
+        return self.chains.position
+
+    @property
+    def log_prior(self) -> np.ndarray:
+        """(B,) prior part the chains target (lattice term left out if marginal)."""
+        return np.asarray(self.chains.log_prior)
+
+    @property
+    def log_likelihood(self) -> np.ndarray:
+        """(B,) weighted conditioner sum (0 without conditioners)."""
+        return np.asarray(self.chains.log_likelihood)
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Predicted properties and `loglik_<term>` of the current crystals."""
+        return {k: np.asarray(v) for k, v in self.chains.values.items()}
 
     @property
     def logdensity(self) -> np.ndarray:
         """Untempered log posterior (up to a constant)."""
-        return np.asarray(self.log_prior) + self.log_likelihood
+        return np.asarray(self.chains.logdensity, np.float64)
 
 
 def new_stats() -> dict[str, dict[str, int]]:
@@ -90,14 +119,6 @@ def acceptance(stats: dict) -> dict[str, float]:
     }
 
 
-def _where(mask, new, old):
-    def pick(a, b):
-        m = jnp.reshape(mask, mask.shape + (1,) * (a.ndim - mask.ndim))
-        return jnp.where(m, a, b)
-
-    return jax.tree.map(pick, new, old)
-
-
 class Sampler:
     """Runs sweeps of the configured kernels over a batch of chains of one posterior."""
 
@@ -106,30 +127,42 @@ class Sampler:
         posterior: Posterior,
         constraints: SiteConstraints,
         config: SweepConfig | None = None,
+        block: ProposalFn | None = None,
     ) -> None:
+        """block: the proposal of the block move (e.g. `kernels.prior_block_proposal`), run
+        first in every sweep when `config.block`."""
         self.posterior = posterior
         self.config = config or SweepConfig()
+        if self.config.block and block is None:
+            raise ValueError("config.block needs a block proposal (kernels.prior_block_proposal)")
         self.constraints = SiteConstraints(*(np.asarray(f) for f in constraints))
         if self.config.species_proposal == "prior" and posterior.prior.species_log_probs is None:
             raise ValueError("the prior-informed species proposal needs species_log_probs")
-        self.step_sizes = {"coords": self.config.coord_step, "lattice": self.config.lattice_step}
-        self.stats = new_stats()
         self._cons_cache: tuple[int, SiteConstraints] | None = None
-        self._chain_proposed = self._chain_accepted = np.zeros(0, np.int64)
-        sp = (
-            species.uniform_proposal()
-            if self.config.species_proposal == "uniform"
-            else species.prior_proposal(posterior.prior.species_log_probs)
-        )
-        self._proposals = {
-            "species": sp,
+        proposals = {
+            "species": (
+                species.uniform_proposal()
+                if self.config.species_proposal == "uniform"
+                else species.prior_proposal(posterior.prior.species_log_probs)
+            ),
             "coords": coords.vonmises_proposal(),
             "lattice": lattice.gaussian_proposal(),
         }
-        self._jit_propose = {k: jax.jit(self._make_propose(k)) for k in KERNELS}
-        self._jit_fused = {k: jax.jit(self._make_fused(k)) for k in KERNELS}
-        self._jit_decide = jax.jit(jax.vmap(lambda k, la: accept(k, la, False, True)[1]))
-        self._jit_where = jax.jit(_where)
+        if block is not None:
+            proposals["block"] = block
+
+        def prior_one(position: CrystalArrays) -> jax.Array:
+            return posterior.prior_part(jax.tree.map(lambda x: x[None], position))[0]
+
+        host = None
+        if posterior.has_conditioners:
+            def host(arrays: CrystalArrays):
+                return conditioned(posterior.conditioner_logdensity(arrays))
+        self.target = Target(prior_one, host)
+        self._steps = {
+            k: jax.jit(self._make_step(build_kernel(p, self.config.delayed_acceptance)))
+            for k, p in proposals.items()
+        }
 
     # ------------------------------------------------------------------ schedule
 
@@ -144,13 +177,17 @@ class Sampler:
         self._cons_cache = (batch, SiteConstraints(*(jnp.asarray(f) for f in c)))
         return self._cons_cache[1]
 
-    def schedule(self) -> list[tuple[str, int]]:
+    def schedule(self, mask: np.ndarray | None = None) -> list[tuple[str, int]]:
         """The moves of one sweep, (kernel, site) in sequence order; sites with nothing to move
-        in any chain are skipped; the lattice move comes last."""
+        in any chain (or, given the chains' site `mask`, real in none) are skipped; the block
+        move comes first, the lattice move last."""
         c = self.constraints
         sp = c.species_move.reshape(-1, c.species_move.shape[-1]).any(0)
         co = c.coord_move.reshape(-1, *c.coord_move.shape[-2:]).any(-1).any(0)
-        moves = []
+        if mask is not None:
+            real = np.asarray(mask).reshape(-1, sp.shape[0]).any(0)
+            sp, co = sp & real, co & real
+        moves = [("block", 0)] if self.config.block else []
         for i in range(sp.shape[0]):
             if self.config.species and sp[i]:
                 moves.append(("species", i))
@@ -160,169 +197,122 @@ class Sampler:
             moves.append(("lattice", 0))
         return moves
 
-    # ------------------------------------------------------------------ jitted pieces
+    # ------------------------------------------------------------------ the jitted move
 
-    def _make_propose(self, kind: str) -> Callable:
-        propose = self._proposals[kind]
+    def _make_step(self, kernel: Callable) -> Callable:
+        target = self.target
+        conditioned_ = target.conditioners is not None
+        chunk_size = self.config.chunk_size
 
-        def fn(key, positions, constraints, site, step):
-            b = positions.spacegroup.shape[0]
-            keys = jax.random.split(key, b)
+        def step(move_key, chain_ids, chains, constraints, site, step_size, beta):
+            b = chain_ids.shape[0]
+            keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(move_key, chain_ids)
 
             def one(args):
-                prop = propose(*args, site, step)
-                batched = jax.tree.map(lambda x: x[None], prop.position)
-                return prop, self.posterior.prior_part(batched)[0]
+                key, chain, cons = args
+                return kernel(key, chain, target, cons, site, step_size, beta)
 
-            # chunks of chains: one huge batch runs slower per chain on CPU (cache misses)
-            return jax.lax.map(one, (keys, positions, constraints),
-                               batch_size=min(self.config.chunk_size, b))
+            # chunks of chains: one huge batch runs slower per chain on CPU (cache misses); with
+            # conditioners one chunk, so the host predicts the whole batch in one call
+            size = b if conditioned_ else min(chunk_size, b)
+            new, info = jax.lax.map(one, (keys, chains, constraints), batch_size=size)
+            ok = info.is_active & info.is_valid
+            counts = {
+                "proposed": info.is_active.sum(),
+                "accepted": info.is_accepted.sum(),
+                "invalid": (info.is_active & ~info.is_valid).sum(),
+                "predictor_calls": info.is_evaluated.sum(),
+                "predictor_failures": (info.is_evaluated & info.is_failed).sum(),
+                "calls_saved": (ok & ~info.is_evaluated).sum() if conditioned_ else jnp.int32(0),
+            }
+            return new, counts, info.is_active, info.is_accepted
 
-        return fn
-
-    def _make_fused(self, kind: str) -> Callable:
-        propose = self._make_propose(kind)
-
-        def fn(key, positions, log_prior, constraints, site, step, beta):
-            k1, k2 = jax.random.split(key)
-            prop, lp = propose(k1, positions, constraints, site, step)
-            ok = prop.is_valid & prop.is_active
-            log_alpha = log_acceptance(beta * (lp - log_prior) + prop.log_q_ratio, ok)
-            keys = jax.random.split(k2, lp.shape[0])
-            (new_pos, new_lp), do_accept, _ = jax.vmap(accept)(
-                keys, log_alpha, (positions, log_prior), (prop.position, lp)
-            )
-            return new_pos, new_lp, do_accept, prop.is_active, prop.is_valid
-
-        return fn
+        return step
 
     # ------------------------------------------------------------------ chains
 
-    def init(self, positions: CrystalArrays) -> ChainState:
+    def init(self, positions: CrystalArrays, chain_ids: np.ndarray | None = None) -> SamplerState:
         """Evaluate the posterior at the initial crystals; every one must have finite density."""
         pos = CrystalArrays(*(jnp.asarray(f) for f in positions))
-        lp = jnp.asarray(self.posterior.prior_logdensity(pos))
-        cond = self.posterior.conditioner_logdensity(positions)
-        bad = ~np.isfinite(np.asarray(lp)) | ~np.isfinite(cond.logp)
+        b = int(pos.spacegroup.shape[0])
+        lp = np.asarray(self.posterior.prior_logdensity(pos), np.float32)
+        if self.target.conditioners is not None:
+            cond = self.target.conditioners(CrystalArrays(*(np.asarray(f) for f in positions)))
+            ll, values = np.asarray(cond.logp, np.float32), cond.values
+        else:
+            ll, values = np.zeros(b, np.float32), {}
+        bad = ~np.isfinite(lp) | ~np.isfinite(ll)
         if bad.any():
             raise ValueError(
                 f"{int(bad.sum())} of {bad.size} initial crystals have zero posterior density "
                 f"(first: chain {int(np.flatnonzero(bad)[0])}); start from valid crystals"
             )
-        return ChainState(pos, lp, cond.logp, cond.values)
-
-    def move(
-        self, key: jax.Array, state: ChainState, kind: str, site: int, beta: float
-    ) -> tuple[ChainState, dict[str, int]]:
-        """One kernel at one site for every chain."""
-        b = state.position.spacegroup.shape[0]
-        cons = self._batched_constraints(b)
-        step = jnp.float32(self.step_sizes.get(kind, 0.0))
-        st = dict.fromkeys(STAT_FIELDS, 0)
-        if not self.posterior.has_conditioners:
-            pos, lp, acc, active, valid = self._jit_fused[kind](
-                key, state.position, state.log_prior, cons, jnp.int32(site), step, jnp.float32(beta)
-            )
-            # device arrays: read back once per sweep, so moves are dispatched without waiting
-            self._chain_counts(active, acc)
-            st.update(proposed=active.sum(), accepted=acc.sum(), invalid=(active & ~valid).sum())
-            return state._replace(position=pos, log_prior=lp), st
-        k_prop, k1, k2 = jax.random.split(key, 3)
-        prop, lp_new = self._jit_propose[kind](k_prop, state.position, cons, jnp.int32(site), step)
-        active = np.asarray(prop.is_active)
-        ok = active & np.asarray(prop.is_valid)
-        d_prior = np.asarray(lp_new) - np.asarray(state.log_prior)
-        log_q = np.asarray(prop.log_q_ratio)
-        if self.config.delayed_acceptance:
-            la1 = np.where(ok, beta * d_prior + log_q, -np.inf)
-            need = ok & np.asarray(self._jit_decide(jax.random.split(k1, b), jnp.asarray(la1)))
-        else:
-            need = ok
-        idx = np.flatnonzero(need)
-        ll_new = np.full(b, -np.inf)
-        cond = self.posterior.conditioner_logdensity(
-            CrystalArrays(*(np.asarray(f)[idx] for f in prop.position))
-        )
-        ll_new[idx] = cond.logp
-        d_like = ll_new - state.log_likelihood
-        with np.errstate(invalid="ignore"):
-            if self.config.delayed_acceptance:
-                la2 = np.where(need, beta * d_like, -np.inf)
-            else:
-                la2 = np.where(need, beta * (d_prior + d_like) + log_q, -np.inf)
-        la2 = np.where(np.isnan(la2), -np.inf, la2)
-        acc = need & np.asarray(self._jit_decide(jax.random.split(k2, b), jnp.asarray(la2)))
-        acc_j = jnp.asarray(acc)
-        pos = self._jit_where(acc_j, prop.position, state.position)
-        lp = jnp.where(acc_j, lp_new, state.log_prior)
-        ll = np.where(acc, ll_new, state.log_likelihood)
-        values = {k: v.copy() for k, v in state.values.items()}
-        for k, v in cond.values.items():
-            cur = values.setdefault(k, np.full(b, np.nan))
-            new = np.full(b, np.nan)
-            new[idx] = v
-            values[k] = np.where(acc, new, cur)
-        self._chain_counts(active, acc)
-        st.update(
-            proposed=int(active.sum()),
-            accepted=int(acc.sum()),
-            invalid=int((active & ~ok).sum()),
-            predictor_calls=int(idx.size),
-            predictor_failures=int(cond.failed.sum()),
-            calls_saved=int(ok.sum() - idx.size),
-        )
-        return ChainState(pos, lp, ll, values), st
+        chains = CrystalState(pos, jnp.asarray(lp + ll), jnp.asarray(lp), jnp.asarray(ll),
+                              {k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        ids = np.arange(b) if chain_ids is None else np.asarray(chain_ids)
+        steps = {"coords": self.config.coord_step, "lattice": self.config.lattice_step}
+        return SamplerState(chains, ids.astype(np.int32), steps, new_stats(),
+                            np.full(b, np.nan))
 
     def run_one(
-        self, key: jax.Array, index: int, state: ChainState, temperature: float | None = None
-    ) -> tuple[ChainState, dict[str, dict[str, int]]]:
+        self, key: jax.Array, index: int, state: SamplerState, temperature: float | None = None
+    ) -> tuple[SamplerState, dict[str, dict[str, int]]]:
         """Sweep number `index` with the key derived from the run's base key."""
         return self.sweep(jax.random.fold_in(key, index), state, temperature)
 
     def sweep(
-        self, key: jax.Array, state: ChainState, temperature: float | None = None
-    ) -> tuple[ChainState, dict[str, dict[str, int]]]:
+        self, key: jax.Array, state: SamplerState, temperature: float | None = None
+    ) -> tuple[SamplerState, dict[str, dict[str, int]]]:
         """One pass of the schedule; returns the new state and this sweep's counts per kernel."""
         t = self.posterior.temperature if temperature is None else float(temperature)
-        beta = 1.0 / t
+        beta = jnp.float32(1.0 / t)
+        chains = state.chains
+        b = len(state.chain_ids)
+        cons = self._batched_constraints(b)
+        ids = jnp.asarray(state.chain_ids)
+        done: list = []
+        counts_per_chain = [jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32)]
+
+        def apply(moves: list[tuple[str, int]], first: int, chains: CrystalState) -> CrystalState:
+            for m, (kind, site) in enumerate(moves, start=first):
+                step = jnp.float32(state.step_sizes.get(kind, 0.0))
+                chains, counts, active, acc = self._steps[kind](
+                    jax.random.fold_in(key, m), ids, chains, cons, jnp.int32(site), step, beta
+                )
+                done.append((kind, counts))
+                counts_per_chain[0] = counts_per_chain[0] + active
+                counts_per_chain[1] = counts_per_chain[1] + acc
+            return chains
+
+        if self.config.block:  # block moves may add sites: the site moves follow the new masks
+            chains = apply(self.schedule()[:1], 0, chains)
+            chains = apply(self.schedule(np.asarray(chains.position.mask))[1:], 1, chains)
+        else:
+            chains = apply(self.schedule(np.asarray(chains.position.mask)), 0, chains)
+        proposed, accepted = counts_per_chain
+        # device arrays are read back once per sweep, so moves are dispatched without waiting
+        done, proposed, accepted = jax.device_get((done, proposed, accepted))
         stats = new_stats()
-        b = state.position.spacegroup.shape[0]
-        self._chain_proposed = np.zeros(b, np.int32)
-        self._chain_accepted = np.zeros(b, np.int32)
-        moves = self.schedule()
-        keys = jax.random.split(key, max(len(moves), 1))
-        done = []
-        for k, (kind, site) in zip(keys, moves, strict=False):
-            state, st = self.move(k, state, kind, site, beta)
-            done.append((kind, st))
-        for kind, st in jax.device_get(done):
-            add_stats(stats, {kind: st})
-        self._chain_proposed, self._chain_accepted = jax.device_get(
-            (self._chain_proposed, self._chain_accepted)
-        )
-        add_stats(self.stats, stats)
-        return state, stats
-
-    def _chain_counts(self, active, accepted) -> None:
-        self._chain_proposed = self._chain_proposed + active.astype(np.int32)
-        self._chain_accepted = self._chain_accepted + accepted.astype(np.int32)
-
-    @property
-    def chain_acceptance(self) -> np.ndarray:
-        """(B,) fraction of the last sweep's proposals each chain accepted (NaN: none made)."""
+        for kind, counts in done:
+            add_stats(stats, {kind: counts})
+        total = add_stats({k: dict(v) for k, v in state.stats.items()}, stats)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self._chain_accepted / self._chain_proposed
+            rate = accepted / proposed
+        return state._replace(chains=chains, stats=total, chain_acceptance=rate), stats
 
-    def adapt(self, stats: dict[str, dict[str, int]], iteration: int) -> None:
+    def adapt(self, state: SamplerState, stats: dict[str, dict[str, int]], iteration: int
+              ) -> SamplerState:
         """Robbins-Monro step on log step size towards the target acceptance (burn-in only)."""
         rate = self.config.adapt_rate / np.sqrt(iteration + 1.0)
+        steps = dict(state.step_sizes)
         for kind in ("coords", "lattice"):
             d = stats[kind]
             if d["proposed"]:
                 acc = d["accepted"] / d["proposed"]
-                step = self.step_sizes[kind] * np.exp(rate * (acc - self.config.target_acceptance))
+                step = steps[kind] * np.exp(rate * (acc - self.config.target_acceptance))
                 hi = 0.5 if kind == "coords" else 5.0
-                self.step_sizes[kind] = float(np.clip(step, 1e-4, hi))
+                steps[kind] = float(np.clip(step, 1e-4, hi))
+        return state._replace(step_sizes=steps)
 
 
 def annealing(start: float, end: float, sweeps: int) -> Callable[[int], float]:
@@ -340,16 +330,16 @@ def annealing(start: float, end: float, sweeps: int) -> Callable[[int], float]:
 
 def run_sweeps(
     sampler: Sampler,
-    state: ChainState,
+    state: SamplerState,
     key: jax.Array,
     sweeps: int,
     burn_in: int,
     start: int = 0,
     temperature: Callable[[int], float] | None = None,
-    on_sweep: Callable[[int, ChainState, dict], None] | None = None,
+    on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
     progress: bool = True,
     desc: str = "sweeps",
-) -> ChainState:
+) -> SamplerState:
     """Sweeps `start..sweeps-1`; sweep i uses key fold_in(key, i), so a resumed run repeats an
     uninterrupted one. Step sizes adapt while i < burn_in. A tqdm bar shows acceptance per
     kernel and the mean log posterior; `on_sweep(i, state, stats)` runs after each sweep."""
@@ -361,7 +351,7 @@ def run_sweeps(
         t = temperature(i) if temperature is not None else None
         state, stats = sampler.run_one(key, i, state, t)
         if i < burn_in:
-            sampler.adapt(stats, i)
+            state = sampler.adapt(state, stats, i)
         acc = acceptance(stats)
         post = {k[:4]: f"{v:.2f}" for k, v in acc.items() if np.isfinite(v)}
         finite = state.logdensity[np.isfinite(state.logdensity)]

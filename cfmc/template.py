@@ -10,51 +10,18 @@ Everything given in the template is fixed for the whole run.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
-from typing import NamedTuple
 
 import numpy as np
 
 from cfmc import wyckoff
 from cfmc.arrays import NUM_SPECIES, CrystalArrays
-from cfmc.chemistry import RADIOACTIVE
+from cfmc.chemistry import atomic_number, element_mask
+from cfmc.kernels.constraints import SiteConstraints
 
 BLANK = "[?]"
 COORD_TOL = 1e-3
-
-
-@functools.lru_cache(maxsize=1)
-def element_symbols() -> tuple[str, ...]:
-    """Symbols indexed by atomic number (index 0 is the pad '')."""
-    from pymatgen.core.periodic_table import Element
-
-    return ("",) + tuple(Element.from_Z(z).symbol for z in range(1, NUM_SPECIES))
-
-
-def atomic_number(symbol: str) -> int:
-    """Atomic number of an element symbol, with an error naming the symbol."""
-    try:
-        return element_symbols().index(symbol.strip())
-    except ValueError:
-        raise ValueError(f"unknown element '{symbol}'") from None
-
-
-def radioactive_mask() -> np.ndarray:
-    """(119,) True for the elements excluded by default: Tc, Pm and Z >= 84 (as in the paper)."""
-    m = np.zeros(NUM_SPECIES, bool)
-    m[sorted(RADIOACTIVE)] = True
-    return m
-
-
-def default_allowed(exclude_radioactive: bool = True) -> np.ndarray:
-    """(119,) mask of the elements a blank may take without an allow-list."""
-    m = np.ones(NUM_SPECIES, bool)
-    m[0] = False
-    if exclude_radioactive:
-        m &= ~radioactive_mask()
-    return m
 
 
 def _parse_number(text: str, field: str) -> float:
@@ -71,29 +38,6 @@ class TemplateSite:
     letter: str
     element: str | None
     coords: tuple[float | None, float | None, float | None]
-
-
-class SiteConstraints(NamedTuple):
-    """What the kernels may change at each site of one crystal (batch axes lead when batched).
-
-    species_move: (N,) bool, the site leads its tie group and has a blank element to move
-    allowed:      (N, 119) bool, elements the site may take (intersected over its tie group)
-    tie:          (N,) int, index of the site whose element this one copies (itself if untied)
-    coord_move:   (N, 3) bool, coordinates that are free in the Wyckoff position and blank
-    differ:       (K, 2) int, pairs of sites whose elements must differ
-    lattice_move: (6,) bool, free lattice parameters the lattice move may change
-    """
-
-    species_move: np.ndarray
-    allowed: np.ndarray
-    tie: np.ndarray
-    coord_move: np.ndarray
-    differ: np.ndarray
-    lattice_move: np.ndarray
-
-    def broadcast(self, batch: int) -> SiteConstraints:
-        """Repeat the constraints for `batch` chains (leading axis)."""
-        return SiteConstraints(*(np.broadcast_to(f, (batch,) + f.shape).copy() for f in self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,11 +76,9 @@ class Template:
         """
         g, sites = _parse_sites(text)
         n = len(sites)
-        base = default_allowed(exclude_radioactive)
+        base = element_mask(exclude_radioactive=exclude_radioactive)
         if elements is not None:
-            glob = np.zeros(NUM_SPECIES, bool)
-            glob[[atomic_number(e) for e in elements]] = True
-            base = base & glob
+            base = base & element_mask(elements, exclude_radioactive=False)
         allowed = np.zeros((n, NUM_SPECIES), bool)
         for i, s in enumerate(sites):
             if s.element is not None:
@@ -146,9 +88,8 @@ class Template:
         for i, els in (site_elements or {}).items():
             if not 0 <= int(i) < n:
                 raise ValueError(f"site_elements: site {i} out of range (template has {n} sites)")
-            m = np.zeros(NUM_SPECIES, bool)
-            m[[atomic_number(e) for e in els]] = True
-            allowed[int(i)] &= m
+            allowed[int(i)] &= element_mask(els, exclude_radioactive=False,
+                                            option=f"site_elements {i}")
         tie = list(range(n))
         for group in ties:
             group = sorted(int(i) for i in group)
@@ -286,6 +227,27 @@ class Template:
             ok &= sp[:, i] != sp[:, j]
         return ok
 
+    @property
+    def blanks(self) -> int:
+        """Number of `[?]` fields (elements and coordinates)."""
+        return sum((s.element is None) + sum(c is None for c in s.coords) for s in self.sites)
+
+    def to_crystal(self, lattice=None):
+        """The `Crystal` of a template without blanks (a crystal string), with `lattice` if
+        given (symmetrised for the crystal system)."""
+        from cfmc.crystal import Crystal
+
+        if self.blanks:
+            raise ValueError(f"{self} has {self.blanks} blank fields ({BLANK}); a crystal "
+                             "string fixes every element and coordinate")
+        coords = np.array([wyckoff.representative(self.spacegroup, s.letter, s.coords)
+                           for s in self.sites]).reshape(-1, 3)
+        coords = np.mod(coords, 1.0)
+        coords[np.isclose(coords, 1.0, atol=1e-9)] = 0.0
+        lat = None if lattice is None else wyckoff.symmetrize_lattice(self.spacegroup, lattice)
+        return Crystal(self.spacegroup, self.letters, tuple(s.element for s in self.sites),
+                       coords, lat)
+
     def __str__(self) -> str:
         parts = [str(self.spacegroup)]
         for s in self.sites:
@@ -355,7 +317,10 @@ def _parse_sites(text: str) -> tuple[int, list[TemplateSite]]:
         if elem == BLANK:
             element = None
         else:
-            atomic_number(elem)
+            try:
+                atomic_number(elem)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
             element = elem
         if len(xyz_text) > 3:
             raise ValueError(f"{where}: {len(xyz_text)} coordinates given, expected 3 (x y z)")

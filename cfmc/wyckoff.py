@@ -240,11 +240,14 @@ def lattice_free_mask(g: int) -> np.ndarray:
     return lattice_tables().free[check_spacegroup(g)].copy()
 
 
-def symmetrize_lattice(g: int, lattice) -> np.ndarray:
+def symmetrize_lattice(g, lattice, xp=np):
     """Impose the crystal system on (a, b, c, alpha, beta, gamma): tied lengths copy the free one,
-    fixed angles become 90 or 120 degrees (hexagonal axes for trigonal groups)."""
+    fixed angles become 90 or 120 degrees (hexagonal axes for trigonal groups). numpy for one
+    group by default; `xp=jax.numpy` inside jitted code, with g and lattice batched alike."""
     t = lattice_tables()
-    g = check_spacegroup(g)
-    lat = np.asarray(lattice, float)
-    src = t.source[g]
-    return np.where(src >= 0, lat[np.maximum(src, 0)], t.value[g])
+    if xp is np:
+        g = check_spacegroup(g)
+        lattice = np.asarray(lattice, float)
+    src = xp.asarray(t.source)[g]
+    copied = xp.take_along_axis(lattice, xp.maximum(src, 0), axis=-1)
+    return xp.where(src >= 0, copied, xp.asarray(t.value, lattice.dtype)[g])

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from cfmc.design import design, gaussian_targets, parse_assignments
+from cfmc.design import design
+from cfmc.targets import gaussian_targets, parse_assignments
 
 TARGETS = {"band_gap": 2.0, "formation_energy": -3.0}
 # Design tolerances: 0.3 eV for the band gap (its predictor's typical error) and 0.3 eV/atom for

@@ -3,9 +3,9 @@
     python experiments/double_perovskite.py [--quick] [--baseline-only] [--prototype ID]
         [--thresholds P ...] [--prior DIR] [--out DIR]
 
-cfmc: `cfmc infill` of the Fm-3m template below (A on 8c, B on 4a, B' on 4b, X on 24e with its x
-free; all four elements differ) with its default sampler settings; the distinct final crystals
-are ranked by log posterior, one per composition, and the best `--keep` charge-balanced
+cfmc: `cfmc.infill.infill` of the Fm-3m template below (A on 8c, B on 4a, B' on 4b, X on 24e
+with its x free; all four elements differ) with its default sampler settings; the distinct final
+crystals are ranked by log posterior, one per composition, and the best `--keep` charge-balanced
 compositions that are not in the training data are kept (the table also shows every new sampled
 composition, before that filter). Neither method uses radioactive elements unless
 `--allow-radioactive` is given. pymatgen: `SubstitutionPredictor` (Hautier et al.'s ionic
@@ -46,8 +46,9 @@ def load_training(limit: int | None = None):
     from pymatgen.core import Composition
 
     from cfmc import wyckoff
+    from cfmc.chemistry import element_symbols
     from cfmc.data import load_dataset
-    from cfmc.template import Template, element_symbols
+    from cfmc.template import Template
 
     data = load_dataset(limit=limit, progress=False)
     a = data.arrays
@@ -188,23 +189,14 @@ def pymatgen_candidates(protos: pd.DataFrame, structures: list, threshold: float
 
 
 def run_infill(out: Path, args: argparse.Namespace) -> None:
-    """`cfmc infill` of the template into `out`."""
-    from cfmc.cli import main
+    """`cfmc.infill.infill` of the template into `out` (its defaults unless overridden)."""
+    from cfmc.infill import infill
 
-    argv = ["infill", TEMPLATE, "--out", str(out), "--top", str(args.top), "--seed", str(args.seed),
-            "--force"] + (["--no-progress"] if args.quick else [])
-    for pair in DIFFER:
-        argv += ["--differ", pair]
-    if args.prior:
-        argv += ["--prior", args.prior]
-    if args.allow_radioactive:
-        argv += ["--allow-radioactive"]
-    for opt in ("chains", "sweeps", "burn_in"):
-        v = getattr(args, opt)
-        if v is not None:
-            argv += [f"--{opt.replace('_', '-')}", str(v)]
-    if main(argv) != 0:
-        raise RuntimeError(f"cfmc infill failed (arguments: {' '.join(argv)})")
+    sizes = {k: getattr(args, k) for k in ("chains", "sweeps", "burn_in")
+             if getattr(args, k) is not None}
+    infill(TEMPLATE, out, differ=[tuple(int(i) for i in p.split(",")) for p in DIFFER],
+           top=args.top, seed=args.seed, prior=args.prior,
+           allow_radioactive=args.allow_radioactive, progress=not args.quick, force=True, **sizes)
 
 
 def cfmc_candidates(out: Path) -> pd.DataFrame:

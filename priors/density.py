@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from cfmc.wyckoff import lattice_tables, tables
+from cfmc.wyckoff import lattice_tables, symmetrize_lattice, tables
 
 from .exclusion import (
     ExclusionZone,
@@ -44,8 +44,6 @@ class Tables(NamedTuple):
     dof0: np.ndarray  # (231, 28) bool: the position has no free coordinate
     op0: np.ndarray  # (231, 28, 3, 4) float32
     lattice_free: np.ndarray  # (231, 6) bool
-    lattice_source: np.ndarray  # (231, 6) int32
-    lattice_value: np.ndarray  # (231, 6) float32
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,8 +58,6 @@ def wyckoff_tables() -> Tables:
         dof0=~free.any(-1),
         op0=t.op0.astype(np.float32),
         lattice_free=lt.free.astype(bool),
-        lattice_source=lt.source.astype(np.int32),
-        lattice_value=lt.value.astype(np.float32),
     )
 
 
@@ -211,14 +207,6 @@ def normalise_lattice(lattice: jax.Array, scale: jax.Array) -> tuple[jax.Array, 
     return lattice * factor, factor
 
 
-def symmetrise_lattice(g: jax.Array, lattice: jax.Array) -> jax.Array:
-    """Tied lengths copy the free one, fixed angles take 90 or 120 degrees."""
-    t = wyckoff_tables()
-    src = jnp.asarray(t.lattice_source)[g]
-    copied = jnp.take_along_axis(lattice, jnp.maximum(src, 0), axis=-1)
-    return jnp.where(src >= 0, copied, jnp.asarray(t.lattice_value)[g])
-
-
 def lattice_log_prob(params: jax.Array, g, w, lattice, sigma_min: float) -> jax.Array:
     """log p(L | ...) of one crystal in Angstrom and degrees, over the free parameters only."""
     lat_free = jnp.asarray(wyckoff_tables().lattice_free)[g]
@@ -319,7 +307,7 @@ def _log_prob_one(model: CrystalFormer, g, w, a, xyz, lattice, mask, allowed, ke
 # --- public, batched -----------------------------------------------------------------------------
 
 
-def _fit_sites(model: CrystalFormer, arrays, allowed=None):
+def _cut_to_model(model: CrystalFormer, arrays, allowed=None):
     """Cut arrays with more slots than max_sites (static shapes); returns the cut fields, the
     allowed-species mask cut alike, and a flag for crystals with real sites beyond the cut (those
     have probability zero under the model)."""
@@ -357,7 +345,7 @@ def log_prob(
     allowed_species: bool (119,), (N, 119) or (B, N, 119) element mask; chosen species outside it
     get log probability -inf. `key` switches dropout on (training only).
     """
-    (g, w, a, xyz, lat, mask), allowed, overflow = _fit_sites(model, arrays, allowed_species)
+    (g, w, a, xyz, lat, mask), allowed, overflow = _cut_to_model(model, arrays, allowed_species)
     batched = g.ndim == 1
     allowed, ax = _allowed_axes(allowed, batched)
     if not batched:
@@ -389,7 +377,7 @@ def _species_log_probs_one(model, g, w, a, xyz, mask, allowed):
 def species_log_probs(model: CrystalFormer, arrays, allowed_species=None) -> jax.Array:
     """log p(a_i = z | tokens before a_i) for every site and species: (B, N, 119), -inf where
     disallowed (padding sites, and slots beyond max_sites, put all mass on species 0)."""
-    (g, w, a, xyz, _, mask), allowed, _ = _fit_sites(model, arrays, allowed_species)
+    (g, w, a, xyz, _, mask), allowed, _ = _cut_to_model(model, arrays, allowed_species)
     batched = g.ndim == 1
     allowed, ax = _allowed_axes(allowed, batched)
     if not batched:
@@ -422,7 +410,7 @@ def letter_log_probs(model: CrystalFormer, arrays) -> jax.Array:
     """log p(w_i = letter | tokens before w_i) for slots 0..N: (B, N+1, 28), -inf where
     disallowed; slot N is the padding letter that follows the last slot (N <= max_sites: arrays
     with more slots are cut to max_sites)."""
-    (g, w, a, xyz, _, mask), _, _ = _fit_sites(model, arrays)
+    (g, w, a, xyz, _, mask), _, _ = _cut_to_model(model, arrays)
     if g.ndim == 0:
         return _letter_log_probs_one(model, g, w, a, xyz, mask)
     return jax.vmap(_letter_log_probs_one, in_axes=(None, 0, 0, 0, 0, 0))(model, g, w, a, xyz, mask)
@@ -435,13 +423,13 @@ def _sample_lattice_one(model, key, g, w, a, xyz, mask, temperature):
     d = lattice_distribution(heads.lattice_params, free, temperature, model.config.sigma_min)
     norm = d.sample(key)
     _, factor = normalise_lattice(norm, lattice_scale(g, w))
-    return symmetrise_lattice(g, norm / factor)
+    return symmetrize_lattice(g, norm / factor, xp=jnp)
 
 
 @eqx.filter_jit
 def sample_lattice(model: CrystalFormer, key: jax.Array, arrays, temperature: float = 1.0):
     """Draw lattices (B, 6) from p(L | g, sites), symmetrised for each crystal's space group."""
-    (g, w, a, xyz, _, mask), _, _ = _fit_sites(model, arrays)
+    (g, w, a, xyz, _, mask), _, _ = _cut_to_model(model, arrays)
     if g.ndim == 0:
         return _sample_lattice_one(model, key, g, w, a, xyz, mask, temperature)
     keys = jax.random.split(key, g.shape[0])

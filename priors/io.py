@@ -79,11 +79,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return json.loads((readable_dir(path) / "meta.json").read_text())
 
 
-def load_prior(path: str | Path | None = None) -> CrystalFormer:
-    """Load a checkpoint directory (default: the shipped one at priors/checkpoints/default/).
+def load_prior(path: str | Path | CrystalFormer | None = None) -> CrystalFormer:
+    """Load a checkpoint directory (default: the shipped one at priors/checkpoints/default/); a
+    CrystalFormer passes through, so library functions take either.
 
     Raises FileNotFoundError when it is absent and ValueError when it is damaged, naming the path.
     """
+    if isinstance(path, CrystalFormer):
+        return path
     path = readable_dir(DEFAULT_CHECKPOINT if path is None else Path(path))
     files = [path / n for n in ("config.json", "weights.eqx", "meta.json")]
     if not path.is_dir() or not all(f.exists() for f in files):

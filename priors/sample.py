@@ -8,6 +8,8 @@ recorded, so a sample's recorded log p equals `log_prob` of the result.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from cfmc.arrays import NUM_SPECIES, CrystalArrays
+from cfmc.wyckoff import symmetrize_lattice
 
 from .density import (
     LogProbTerms,
@@ -27,7 +30,6 @@ from .density import (
     letter_mask,
     normalise_lattice,
     species_mask,
-    symmetrise_lattice,
     wyckoff_tables,
 )
 from .exclusion import holes, last_free_axis, log_hole_factor, log_normaliser, site_images
@@ -64,7 +66,7 @@ def _draw_mixture(key, params, temperature, kappa_min):
     return dist.VonMises(vm.loc[comp], vm.concentration[comp], validate_args=False).sample(k2)
 
 
-def _draw_excluded(key, params, temperature, kappa_min, centres, weights, kappa):
+def draw_excluded(key, params, temperature, kappa_min, centres, weights, kappa):
     """A draw from f h / Z (`priors.exclusion`) by rejection: candidates from the tempered
     mixture f, each accepted with probability h(u), the first accepted one kept."""
     tries = 8
@@ -85,9 +87,24 @@ def _draw_excluded(key, params, temperature, kappa_min, centres, weights, kappa)
     return jax.lax.while_loop(lambda s: ~s[2] & (s[3] < 1000), step, init)[1]
 
 
-def _sample_one(
+class TokenLogProbs(NamedTuple):
+    """Untempered log p of each token a draw chose (under the masks): letters per slot, the
+    appended padding letter included (N + 1,), species per site (N,), free coordinates (N, 3);
+    zero for tokens that carry no choice (padding sites, fixed coordinates of a position)."""
+
+    wyckoff: jax.Array
+    species: jax.Array
+    coords: jax.Array
+
+
+def sample_one(
     model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p
-):
+) -> tuple[CrystalArrays, LogProbTerms, TokenLogProbs]:
+    """One crystal from the KV-cached autoregressive sampler (pure JAX; vmap for many).
+
+    allowed: (N, 119) species masks; fixed_w / fixed_a (-1: draw) and fixed_x (NaN: draw) clamp
+    tokens, which are then scored instead of drawn, so with every token clamped this evaluates the
+    per-token log densities of a given crystal (teacher forcing)."""
     cfg = model.config
     n = cfg.max_sites
     t = wyckoff_tables()
@@ -133,7 +150,7 @@ def _sample_one(
         )
         h = decode(model.embed_species(g, a), cache, pos, local, pos + 1)
         xyz = jnp.zeros(3, jnp.float32)
-        lp_x = jnp.float32(0.0)
+        lp_x = jnp.zeros(3, jnp.float32)
         axis = last_free_axis(free[g, w])
         for k in range(3):
             params = model.coord_head(h)
@@ -143,7 +160,7 @@ def _sample_one(
                 # Holes only at the site's last free coordinate (zero weights elsewhere).
                 hc, hw, hk = holes(zone, g, w, xyz, axis, images, img_mask)
                 hw = jnp.where(axis == k, hw, 0.0)
-                drawn = _draw_excluded(keys[1 + k], params, temperature, cfg.kappa_min, hc, hw, hk)
+                drawn = draw_excluded(keys[1 + k], params, temperature, cfg.kappa_min, hc, hw, hk)
             drawn = angle_to_coord(drawn)
             drawn = jnp.where(jnp.isnan(fixed_x[i, k]), drawn, jnp.mod(fixed_x[i, k], 1.0))
             tied = jnp.mod(op0[g, w, k, :3] @ xyz + op0[g, w, k, 3], 1.0)
@@ -154,7 +171,7 @@ def _sample_one(
                 lp += log_hole_factor(val, hc, hw, hk) - log_normaliser(
                     params, hc, hw, hk, cfg.kappa_min
                 )
-            lp_x += jnp.where(free[g, w, k], lp, 0.0)
+            lp_x = lp_x.at[k].set(jnp.where(free[g, w, k], lp, 0.0))
             xyz = xyz.at[k].set(val)
             h = decode(model.embed_coord(g, val, k), cache, pos, local, pos + 2 + k)
         cache = model.write_cache(cache, local, pos)
@@ -165,15 +182,16 @@ def _sample_one(
         # The last slot's successor is the appended padding letter: forced.
         mask_next = jnp.where(i + 1 < n, letter_mask(g, w, False), jnp.arange(cfg.num_letters) == 0)
         w_next, lp_w = _choose(keys[4], model.w_head(h), mask_next, fixed_w_next[i], temperature)
-        acc = acc + jnp.stack([lp_w, jnp.where(w > 0, lp_a, 0.0), lp_x])
-        return (cache, w_next, w, keys[5], lat_h, acc, images, img_mask), (w, a, xyz)
+        lp_a = jnp.where(w > 0, lp_a, 0.0)
+        acc = acc + jnp.stack([lp_w, lp_a, lp_x.sum()])
+        return (cache, w_next, w, keys[5], lat_h, acc, images, img_mask), (w, a, xyz, lp_w, lp_a,
+                                                                           lp_x)
 
     acc0 = jnp.stack([lp_w0, jnp.float32(0.0), jnp.float32(0.0)])
     lat0 = jnp.zeros(cfg.model_size, jnp.float32)
     init = (cache, w0, jnp.int32(0), key, lat0, acc0, ops_n[0], ops_n[1])
-    (cache, w_last, prev, key, lat_h, acc, _, _), (w, a, xyz) = jax.lax.scan(
-        site, init, jnp.arange(n)
-    )
+    (cache, w_last, prev, key, lat_h, acc, _, _), (w, a, xyz, lp_ws, lp_as, lp_xs) = (
+        jax.lax.scan(site, init, jnp.arange(n)))
     last = jnp.int32(1 + 5 * n)
     local = [[] for _ in range(n_layers)]
     h = decode(model.embed_letter(g, w_last, mult[g, w_last]), cache, last, local, last)
@@ -187,18 +205,20 @@ def _sample_one(
     lat_free = jnp.asarray(t.lattice_free)[g]
     norm = lattice_distribution(params, lat_free, temperature, cfg.sigma_min).sample(key)
     _, factor = normalise_lattice(norm, lattice_scale(g, w))
-    lattice = symmetrise_lattice(g, norm / factor)
+    lattice = symmetrize_lattice(g, norm / factor, xp=jnp)
     lp_l = lattice_log_prob(params, g, w, lattice, cfg.sigma_min)
 
     arrays = CrystalArrays(g, w, a, xyz, lattice, w > 0)
     terms = LogProbTerms(acc.sum() + lp_l, acc[0], acc[1], acc[2], lp_l)
-    return arrays, terms
+    tokens = TokenLogProbs(jnp.concatenate([lp_w0[None], lp_ws]), lp_as, lp_xs)
+    return arrays, terms, tokens
 
 
 @eqx.filter_jit
 def _sample_batch(model, keys, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p):
-    fn = jax.vmap(_sample_one, in_axes=(None, 0, 0, None, None, None, None, None, None))
-    return fn(model, keys, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p)
+    fn = jax.vmap(sample_one, in_axes=(None, 0, 0, None, None, None, None, None, None))
+    arrays, terms, _ = fn(model, keys, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p)
+    return arrays, terms
 
 
 def _template(value, n: int, fill, dtype, shape, name: str) -> np.ndarray:
@@ -305,4 +325,4 @@ def sample(
     return arrays
 
 
-__all__ = ["sample", "sample_with_log_prob"]
+__all__ = ["TokenLogProbs", "sample", "sample_one", "sample_with_log_prob"]

@@ -27,12 +27,12 @@ import optax
 
 from cfmc.arrays import CrystalArrays
 
+from .batches import assign_buckets, device_batch, fit_slots
 from .config import PriorConfig
 from .density import LogProbTerms, log_prob, satisfies_constraints
+from .evaluate import TERMS, evaluate
 from .io import readable_dir, save_prior, write_dir_atomically
 from .model import CrystalFormer, count_parameters
-
-TERMS = LogProbTerms._fields  # total, wyckoff, species, coords, lattice
 
 
 @dataclass(frozen=True)
@@ -91,38 +91,6 @@ class _State:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def slots_needed(arrays: CrystalArrays, max_sites: int) -> np.ndarray:
-    """Site slots each crystal needs: its real sites plus the padding letter that ends it."""
-    n = np.asarray(arrays.mask).sum(-1)
-    return np.minimum(n + 1, max_sites)
-
-
-def cut_sites(arrays: CrystalArrays, n: int) -> CrystalArrays:
-    """Keep the first n site slots."""
-    g, w, a, x, lat, m = arrays
-    return CrystalArrays(g, w[:, :n], a[:, :n], x[:, :n], lat, m[:, :n])
-
-
-def assign_buckets(
-    arrays: CrystalArrays, max_sites: int, edges: tuple[int, ...], min_size: int
-) -> dict[int, np.ndarray]:
-    """Indices per bucket (slot count); buckets smaller than `min_size` merge into the next one."""
-    sizes = sorted({e for e in edges if e < max_sites} | {max_sites})
-    need = slots_needed(arrays, max_sites)
-    which = np.searchsorted(sizes, need)
-    out: dict[int, np.ndarray] = {}
-    carry = np.zeros(0, np.int64)
-    for k, size in enumerate(sizes):
-        idx = np.concatenate([carry, np.nonzero(which == k)[0]])
-        if len(idx) < min_size and k < len(sizes) - 1:
-            carry = idx
-            continue
-        carry = np.zeros(0, np.int64)
-        if len(idx):
-            out[size] = idx
-    return out
-
-
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices, a fixed-seed random split."""
     perm = np.random.default_rng(seed).permutation(n)
@@ -143,10 +111,6 @@ def epoch_batches(
             batches.append((size, perm[i * batch_size : (i + 1) * batch_size]))
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
-
-
-def _device_batch(arrays: CrystalArrays, idx: np.ndarray, size: int) -> CrystalArrays:
-    return CrystalArrays(*(jnp.asarray(f) for f in cut_sites(arrays.take(idx), size)))
 
 
 # --- jitted functions ----------------------------------------------------------------------------
@@ -197,37 +161,6 @@ def make_train_step(optimizer: optax.GradientTransformation, trainable: str = "a
         return eqx.apply_updates(model, updates), opt_state, nll
 
     return train_step
-
-
-@eqx.filter_jit
-def _eval_terms(model, batch: CrystalArrays) -> jax.Array:
-    return jnp.stack(log_prob(model, batch), axis=-1)  # (B, terms)
-
-
-def log_prob_many(
-    model: CrystalFormer, arrays: CrystalArrays, batch_size: int = 100, buckets=(4, 8, 12)
-) -> LogProbTerms:
-    """log p by term for any number of crystals (numpy (B,) arrays), in fixed-size batches cut to
-    the slot-count buckets (exact: see the module docstring). Crystals with more real sites than
-    max_sites get -inf."""
-    arrays, overflow = _fit_slots(arrays, model.config.max_sites)
-    out = np.full((arrays.batch_size, len(TERMS)), np.nan)
-    for size, idx in assign_buckets(arrays, model.config.max_sites, buckets, 1).items():
-        for i in range(0, len(idx), batch_size):
-            chunk = idx[i : i + batch_size]
-            full = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk))])
-            terms = np.asarray(_eval_terms(model, _device_batch(arrays, full, size)))
-            out[chunk] = terms[: len(chunk)]
-    out[overflow] = -np.inf
-    return LogProbTerms(*out.T)
-
-
-def evaluate(
-    model: CrystalFormer, arrays: CrystalArrays, batch_size: int = 100, buckets=(4, 8, 12)
-) -> tuple[dict[str, float], np.ndarray]:
-    """Mean NLL per crystal by term over `arrays`, and the per-crystal total log p."""
-    terms = log_prob_many(model, arrays, batch_size, buckets)
-    return {k: float(-np.mean(v)) for k, v in zip(TERMS, terms, strict=True)}, terms.total
 
 
 # --- checkpoints, log, plot ----------------------------------------------------------------------
@@ -299,33 +232,10 @@ def plot_learning_curve(log: list[dict[str, Any]], path: Path) -> None:
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def _fit_slots(arrays: CrystalArrays, max_sites: int) -> tuple[CrystalArrays, np.ndarray]:
-    """Arrays with exactly max_sites slots (padded or cut) and a flag for crystals that had real
-    sites beyond the cut (their log p is set to -inf by `log_prob`; training drops them)."""
-    arrays = CrystalArrays(*(np.asarray(f) for f in arrays))
-    n_slots = arrays.max_sites
-    overflow = np.zeros(arrays.batch_size, bool)
-    if n_slots > max_sites:
-        overflow = arrays.mask[:, max_sites:].any(-1)
-        arrays = cut_sites(arrays, max_sites)
-    elif n_slots < max_sites:
-        pad = max_sites - n_slots
-        g, w, a, x, lat, m = arrays
-        arrays = CrystalArrays(
-            g,
-            np.pad(w, ((0, 0), (0, pad))),
-            np.pad(a, ((0, 0), (0, pad))),
-            np.pad(x, ((0, 0), (0, pad), (0, 0))),
-            lat,
-            np.pad(m, ((0, 0), (0, pad))),
-        )
-    return arrays, overflow
-
-
 def clean_dataset(arrays: CrystalArrays, max_sites: int) -> tuple[CrystalArrays, int]:
     """Fit the arrays to `max_sites` slots and drop crystals the model cannot represent (more
     sites, a missing lattice). Returns the kept arrays and the number dropped."""
-    arrays, overflow = _fit_slots(arrays, max_sites)
+    arrays, overflow = fit_slots(arrays, max_sites)
     keep = np.all(np.isfinite(arrays.lattice), axis=-1) & ~overflow
     return arrays.take(keep), int((~keep).sum())
 
@@ -403,7 +313,7 @@ def train(
             size, idx = batches[state.batch]
             key = jax.random.fold_in(base_key, state.step)
             model, opt_state, nll = train_step(
-                model, opt_state, _device_batch(train_arrays, idx, size), key
+                model, opt_state, device_batch(train_arrays, idx, size), key
             )
             nll = np.asarray(nll)
             state.partial = [p + float(v) for p, v in zip(state.partial, [*nll, 1.0], strict=True)]

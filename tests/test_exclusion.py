@@ -12,7 +12,7 @@ from cfmc.priors import CrystalFormer, get_config, load_prior, log_prob, save_pr
 from cfmc.priors.density import coord_log_prob
 from cfmc.priors.exclusion import ExclusionZone, log_hole_factor, log_normaliser
 from cfmc.priors.model import with_exclusion_zone, without_exclusion_zone
-from cfmc.priors.sample import _draw_excluded, sample_with_log_prob
+from cfmc.priors.sample import draw_excluded, sample_with_log_prob
 from scipy import stats
 
 from cfmc.arrays import CrystalArrays
@@ -50,7 +50,7 @@ def test_rejection_sampler_draws_the_holed_density():
     p, c, w, k = _random_density(7, 5.0)
     w = jnp.full(4, 0.99)  # deep holes: the plain mixture is then clearly another distribution
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
-    draw = jax.jit(jax.vmap(lambda key: _draw_excluded(key, p, 1.0, 1e-2, c, w, k)))
+    draw = jax.jit(jax.vmap(lambda key: draw_excluded(key, p, 1.0, 1e-2, c, w, k)))
     u = np.mod(np.asarray(draw(keys)) / (2 * np.pi) + 0.5, 1.0)
     dens = np.exp(np.asarray(_log_density(p, c, w, k, jnp.asarray(GRID))))
     cdf_grid = np.cumsum(dens) / dens.sum()
@@ -60,7 +60,7 @@ def test_rejection_sampler_draws_the_holed_density():
 
     assert stats.kstest(u, cdf).pvalue > 0.01
     # The same test rejects draws from the mixture without holes (the test has power).
-    plain = jax.jit(jax.vmap(lambda key: _draw_excluded(key, p, 1.0, 1e-2, c, 0 * w, k)))
+    plain = jax.jit(jax.vmap(lambda key: draw_excluded(key, p, 1.0, 1e-2, c, 0 * w, k)))
     v = np.mod(np.asarray(plain(keys)) / (2 * np.pi) + 0.5, 1.0)
     assert stats.kstest(v, cdf).pvalue < 1e-6
 

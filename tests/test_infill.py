@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,19 +19,6 @@ priors = pytest.importorskip("cfmc.priors")
 
 TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 ELEMENTS = ["Ca", "Sr", "Ti", "Zr", "O", "F"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Every `main()` builds fresh jitted closures; a persistent cache spares recompiling them."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = [getattr(jax.config, n) for n in names]
-    for n, v in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0), strict=True):
-        jax.config.update(n, v)
-    yield
-    for n, v in zip(names, old, strict=True):
-        jax.config.update(n, v)
 
 
 def _args(prior_dir, out, sweeps=6, extra=()):
@@ -97,6 +83,15 @@ def test_resume_equals_uninterrupted_run(prior_dir, full_run, tmp_path):
         np.testing.assert_array_equal(a[k], b[k])
     pd.testing.assert_frame_equal(pd.read_csv(full_run / "samples.csv"),
                                   pd.read_csv(out / "samples.csv"))
+
+
+def test_resume_refuses_other_settings(prior_dir, full_run, capsys):
+    before = (full_run / "samples.csv").read_bytes()
+    argv = _args(prior_dir, full_run, extra=["--resume"])
+    argv[argv.index("--chains") + 1] = "12"
+    assert main(argv) == 2
+    assert "chains: saved 24, requested 12" in capsys.readouterr().err
+    assert (full_run / "samples.csv").read_bytes() == before
 
 
 def test_interrupt_leaves_partial_results(prior_dir, tmp_path, monkeypatch):

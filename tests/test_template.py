@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cfmc import wyckoff
-from cfmc.template import Template, atomic_number, radioactive_mask
+from cfmc.chemistry import atomic_number, radioactive_mask
+from cfmc.template import Template
 
 PEROVSKITE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 

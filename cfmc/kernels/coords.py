@@ -14,7 +14,7 @@ from numpyro.distributions import VonMises
 from cfmc import wyckoff
 from cfmc.arrays import CrystalArrays
 from cfmc.kernels.base import Proposal, ProposalFn, as_top_level
-from cfmc.template import SiteConstraints
+from cfmc.kernels.constraints import SiteConstraints
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,9 +31,10 @@ def concentration(step_size: jax.Array) -> jax.Array:
 def vonmises_proposal() -> ProposalFn:
     """Shift the free, movable coordinates of the site by von Mises noise."""
     op0 = jnp.asarray(_op0())
+    free = jnp.asarray(wyckoff.tables().free)
 
     def propose(key, position, constraints, site, step_size) -> Proposal:
-        move = constraints.coord_move[site]
+        move = constraints.coord_move[site] & free[position.spacegroup, position.wyckoff[site]]
         active = position.mask[site] & jnp.any(move)
         noise = VonMises(0.0, concentration(step_size)).sample(key, (3,)) / (2 * jnp.pi)
         x = position.coords[site]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from cfmc import wyckoff
 from cfmc.arrays import CrystalArrays
 from cfmc.kernels.base import Proposal, ProposalFn, as_top_level
-from cfmc.template import SiteConstraints
+from cfmc.kernels.constraints import SiteConstraints
 
 ANGLE_SCALE = 5.0  # degrees of angle step per Angstrom of length step
 
@@ -35,9 +35,6 @@ def is_valid_cell(lattice: jax.Array) -> jax.Array:
 def gaussian_proposal() -> ProposalFn:
     """Lengths move by N(0, step^2) Angstrom, angles by N(0, (ANGLE_SCALE step)^2) degrees; the
     site argument is ignored."""
-    t = wyckoff.lattice_tables()
-    source = jnp.asarray(t.source)
-    value = jnp.asarray(t.value, jnp.float32)
     scale = jnp.array([1.0, 1.0, 1.0, ANGLE_SCALE, ANGLE_SCALE, ANGLE_SCALE])
 
     def propose(key, position, constraints, site, step_size) -> Proposal:
@@ -46,8 +43,7 @@ def gaussian_proposal() -> ProposalFn:
         active = jnp.any(move)
         noise = jax.random.normal(key, (6,)) * scale * step_size
         new = jnp.where(move, lat + noise, lat)
-        src = source[position.spacegroup]
-        new = jnp.where(src >= 0, new[jnp.maximum(src, 0)], value[position.spacegroup])
+        new = wyckoff.symmetrize_lattice(position.spacegroup, new, xp=jnp)
         new = jnp.where(active, new, lat).astype(lat.dtype)
         valid = active & is_valid_cell(new)
         return Proposal(position._replace(lattice=new), jnp.zeros(()), valid, active)

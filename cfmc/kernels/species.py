@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from cfmc.arrays import CrystalArrays
 from cfmc.kernels.base import Proposal, ProposalFn, as_top_level
-from cfmc.template import SiteConstraints
+from cfmc.kernels.constraints import SiteConstraints
 
 
 def _apply(position: CrystalArrays, constraints: SiteConstraints, site, new, active):

@@ -27,4 +27,4 @@ def test_species_kernel_matches_enumerated_prior(model, binary, proposal):
     assert t.check_arrays(final).all()
     p = chi2_pvalue(final.species, states, probs)
     assert p > 0.01, f"{proposal} proposal: chi-square p = {p:.2g}"
-    assert 0.05 < acceptance(sampler.stats)["species"] <= 1.0
+    assert 0.05 < acceptance(state.stats)["species"] <= 1.0

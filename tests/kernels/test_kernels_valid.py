@@ -66,7 +66,7 @@ def test_every_state_is_a_valid_crystal_of_the_template(model):
     assert checked == 48
     lat = as_numpy(state.position).lattice
     assert np.allclose(lat[:, 0], lat[:, 1]) and np.allclose(lat[:, 3:], 90.0)
-    assert sampler.stats["lattice"]["proposed"] == 48
+    assert state.stats["lattice"]["proposed"] == 48
 
 
 def test_blackjax_interface_jits_and_vmaps(model):

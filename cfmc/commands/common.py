@@ -1,0 +1,49 @@
+"""Options and messages shared by the sampling commands (`infill`, `design`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options every sampling run takes."""
+    p.add_argument("--allow-radioactive", action="store_true",
+                   help="allow Tc, Pm and Z >= 84 (excluded by default)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior", default=None, help="prior checkpoint directory (default: shipped)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite the outputs in --out")
+    p.add_argument("--out", required=True, help="run directory")
+
+
+def site_pairs(items: list[str], option: str) -> list[tuple[int, ...]]:
+    """`["0,1", ...]` -> `[(0, 1), ...]`; errors name the option and the item."""
+    out = []
+    for s in items:
+        try:
+            out.append(tuple(int(v) for v in s.split(",")))
+        except ValueError:
+            raise ValueError(f"--{option} '{s}': expected comma-separated site indices") from None
+    return out
+
+
+def site_elements(items: list[str]) -> dict[int, list[str]]:
+    """`["1:Ba,Sr", ...]` -> `{1: ["Ba", "Sr"]}`."""
+    out: dict[int, list[str]] = {}
+    for s in items:
+        site, sep, els = s.partition(":")
+        if not sep or not site.strip().isdigit():
+            raise ValueError(f"--site-elements '{s}': expected I:EL,EL")
+        out[int(site)] = [e for e in els.split(",") if e]
+    return out
+
+
+def report(out: Path, summary: dict[str, Any], candidates: int) -> None:
+    """One closing line: where the results are, how many, and the acceptance rates."""
+    rates = ", ".join(f"{k} {v['acceptance']:.2f}" for k, v in summary["kernels"].items()
+                      if v.get("proposed"))
+    print(f"{summary['status']}: {candidates} candidates in {out}/samples.csv "
+          f"({summary['seconds']:.0f} s; acceptance {rates})")

@@ -1,0 +1,84 @@
+"""Block move from the prior itself: redraw the blanks of the sites from `site` on (all of them for
+site 0) from the prior's own autoregressive conditionals (the KV-cached sampler, fixed tokens
+forced, blanks under the template's masks), and accept with the exact Hastings ratio
+q(x | x') / q(x' | x).
+
+Given the tokens kept (the template's fixed ones and the current crystal's before `site`), the
+proposal does not depend on the rest of the current state, so q(x' | x) is the product of the
+conditionals of the drawn tokens and q(x | x') the same product for the current crystal's tokens,
+scored by teacher forcing through the same sampler. Fixed tokens after a blank enter only through
+the target density. Without a template the Wyckoff letters are redrawn too, so the number of
+sites may change (a trans-dimensional move, exact because both directions are scored by the same
+autoregressive density); with the prior alone as target and the whole sequence as the block, the
+ratio is one and every proposal is accepted.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cfmc.kernels.base import Proposal, ProposalFn
+
+
+def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
+                         fixed_species: np.ndarray | None = None,
+                         fixed_coords: np.ndarray | None = None,
+                         allowed: np.ndarray | None = None) -> ProposalFn:
+    """The block proposal of a template (or of free design when the fixed_* are None).
+
+    fixed_*: the template in the sampler's form over the model's slots (letters -1, species -1
+    and coordinates NaN mark blanks; padding letters after the template's sites); allowed:
+    (N, 119) or (119,) species masks. Positions may carry fewer slots than the model (infill
+    keeps exactly the template's sites); a proposal that does not fit them is invalid.
+    """
+    from cfmc.priors.sample import sample_one
+
+    n_model = int(model.config.max_sites)
+    fw = jnp.asarray(np.full(n_model, -1) if fixed_wyckoff is None else fixed_wyckoff, jnp.int32)
+    fa = jnp.asarray(np.full(n_model, -1) if fixed_species is None else fixed_species, jnp.int32)
+    fx = jnp.asarray(np.full((n_model, 3), np.nan) if fixed_coords is None else fixed_coords,
+                     jnp.float32)
+    allow = jnp.broadcast_to(jnp.asarray(np.ones(119, bool) if allowed is None else allowed,
+                                         bool), (n_model, 119))
+    one = jnp.float32(1.0)
+    slots = jnp.arange(n_model)
+
+    def pad(v: jax.Array, fill) -> jax.Array:
+        extra = n_model - v.shape[0]
+        return jnp.concatenate([v, jnp.full((extra,) + v.shape[1:], fill, v.dtype)])
+
+    def propose(key, position, constraints, site, step_size) -> Proposal:
+        n = position.species.shape[0]
+        k_new, k_old = jax.random.split(key)
+        g = position.spacegroup
+        cur_w = pad(position.wyckoff.astype(jnp.int32), 0)
+        cur_a = pad(position.species.astype(jnp.int32), 0)
+        cur_x = pad(position.coords.astype(jnp.float32), 0.0)
+        keep = slots < site  # the current crystal's tokens before `site` stay
+        w = jnp.where(keep & (fw < 0), cur_w, fw)
+        a = jnp.where(keep[:, None] & (fa < 0)[:, None], cur_a[:, None], fa[:, None])[:, 0]
+        x = jnp.where(keep[:, None] & jnp.isnan(fx), cur_x, fx)
+        new, _, drawn = sample_one(model, k_new, g, allow, w, a, x, one, one)
+        _, _, scored = sample_one(model, k_old, g, allow, cur_w, cur_a, cur_x, one, one)
+        blank_w = jnp.concatenate([w < 0, jnp.zeros(1, bool)])  # the appended pad is forced
+
+        def log_q(tokens) -> jax.Array:
+            return (jnp.sum(jnp.where(blank_w, tokens.wyckoff, 0.0))
+                    + jnp.sum(jnp.where(a < 0, tokens.species, 0.0))
+                    + jnp.sum(jnp.where(jnp.isnan(x), tokens.coords, 0.0)))
+
+        species = new.species[:n].astype(position.species.dtype)
+        proposed = position._replace(
+            wyckoff=new.wyckoff[:n].astype(position.wyckoff.dtype), species=species,
+            coords=new.coords[:n].astype(position.coords.dtype), mask=new.mask[:n])
+        fits = ~jnp.any(new.mask[n:])
+        ties = jnp.all(species[constraints.tie] == species)
+        pairs = constraints.differ
+        differ = jnp.all(species[pairs[:, 0]] != species[pairs[:, 1]])
+        log_q_ratio = log_q(scored) - log_q(drawn)
+        valid = fits & ties & differ & jnp.isfinite(log_q_ratio)
+        return Proposal(proposed, log_q_ratio, valid, jnp.bool_(True))
+
+    return propose

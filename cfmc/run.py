@@ -1,0 +1,176 @@
+"""One run workflow for every sampling command: start, sweeps, recording, checkpoint and resume,
+outputs. `cfmc.infill` and `cfmc.design` are thin front doors that build the posterior, the
+constraints and the starting crystals and hand them to `run_chains`.
+
+Sweep i uses the key fold_in(run key, i) and each chain's keys derive from its index, so a run
+resumed from a checkpoint repeats the uninterrupted one exactly. An interrupt (or any error)
+still writes the outputs of the last completed sweep, with status 'interrupted', before it
+propagates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import pandas as pd
+
+from cfmc import runio
+from cfmc.arrays import CrystalArrays
+from cfmc.kernels import SiteConstraints
+from cfmc.outputs import write_outputs
+from cfmc.posterior import Posterior
+from cfmc.record import Recorder
+from cfmc.sweep import Sampler, SamplerState, SweepConfig, annealing, run_sweeps
+
+# key -> (one crystal per chain, what the start did, for the summary)
+Start = Callable[[jax.Array], tuple[CrystalArrays, dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How long a run is and what it keeps.
+
+    sweeps counts burn-in; `top` keeps the N best distinct final crystals in samples.csv (0: all
+    distinct ones); `anneal` (T0) anneals from T0 to the posterior's temperature over burn-in.
+    """
+
+    chains: int
+    sweeps: int
+    burn_in: int
+    seed: int = 0
+    top: int = 100
+    anneal: float | None = None
+    checkpoint_every: int = 5
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.chains < 1:
+            raise ValueError(f"chains must be at least 1, got {self.chains}")
+        if self.burn_in < 0 or self.sweeps <= self.burn_in:
+            raise ValueError(f"sweeps ({self.sweeps}) must exceed burn-in ({self.burn_in})")
+        if self.top < 0:
+            raise ValueError(f"top must be 0 (all) or positive, got {self.top}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        if self.anneal is not None and not (math.isfinite(self.anneal) and self.anneal > 0):
+            raise ValueError(f"anneal must be a positive start temperature, got {self.anneal}")
+
+
+class RunResult(NamedTuple):
+    """What a run produced (also on disk under `out`).
+
+    chains: one row per chain at the last draw; samples: samples.csv (the distinct final
+    crystals ranked by log posterior); summary: summary.json.
+    """
+
+    out: Path
+    chains: pd.DataFrame
+    samples: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def check_resume(out: Path, settings: Mapping[str, Any]) -> None:
+    """Refuse to resume a run saved with other settings (sweeps may grow), naming them."""
+    saved = runio.saved_settings(out)
+    wanted = runio.jsonable(dict(settings))
+    differ = [k for k in sorted(set(saved) | set(wanted))
+              if k != "sweeps" and saved.get(k) != wanted.get(k)]
+    if differ:
+        detail = "; ".join(f"{k}: saved {saved.get(k)!r}, requested {wanted.get(k)!r}"
+                           for k in differ)
+        raise ValueError(f"cannot resume {out} with other settings ({detail})")
+
+
+def run_chains(
+    out: str | Path,
+    posterior: Posterior,
+    constraints: SiteConstraints | Callable[[CrystalArrays], SiteConstraints],
+    config: SweepConfig,
+    start: Start,
+    options: RunOptions,
+    settings: Mapping[str, Any],
+    command: str,
+    force: bool = False,
+    resume: bool = False,
+    extras: Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
+    on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
+) -> RunResult:
+    """Run the chains of one posterior into the run directory `out` and write its outputs.
+
+    constraints: fixed, or a function of the starting crystals (free design); settings: what
+    the summary and the checkpoint record (a resume must request the same); extras(chains): the
+    front door's own outputs, merged into the summary.
+    """
+    out = runio.prepare(out, force=force, resume=resume)
+    settings = dict(settings)
+    if resume:
+        check_resume(out, settings)
+    key = jax.random.PRNGKey(options.seed)
+    k_init, k_run, k_lat = jax.random.split(key, 3)
+    t0 = time.time()
+    saved: dict[str, np.ndarray] = {}
+    if resume:
+        saved, meta = runio.load_checkpoint(out)
+        positions, start_info, first = runio.unpack_arrays("state", saved), meta["start"], int(
+            meta["next_sweep"])
+        t0 -= float(meta.get("seconds", 0.0))
+    else:
+        positions, start_info = start(k_init)
+        first = 0
+    cons = constraints(positions) if callable(constraints) else constraints
+    sampler = Sampler(posterior, cons, config)
+    state = sampler.init(positions)
+    recorder = Recorder(posterior, options.burn_in, k_lat)
+    if resume:
+        state = state._replace(step_sizes=dict(meta["step_sizes"]))
+        recorder.restore(saved, meta, first, state)
+    temperature = (annealing(options.anneal, posterior.temperature, options.burn_in)
+                   if options.anneal else None)
+    summary = {"command": command, "status": "running", "settings": settings,
+               "seed": options.seed, "start": start_info, "conditioners": list(posterior.names),
+               "schedule": [f"{k}@{s}"
+                            for k, s in sampler.schedule(np.asarray(positions.mask))]}
+    progress = {"next": first, "state": state}
+
+    def checkpoint(st: SamplerState, next_sweep: int) -> None:
+        arrays, meta = recorder.state()
+        arrays.update(runio.pack_arrays(
+            "state", CrystalArrays(*(np.asarray(f) for f in st.position))))
+        meta.update(settings=settings, next_sweep=next_sweep, step_sizes=st.step_sizes,
+                    start=start_info, seconds=time.time() - t0)
+        runio.save_checkpoint(out, arrays, meta)
+
+    def after_sweep(i: int, st: SamplerState, stats: dict) -> None:
+        recorder(i, st, stats)
+        progress.update(next=i + 1, state=st)
+        if (i + 1) % options.checkpoint_every == 0:
+            checkpoint(st, i + 1)
+        if on_sweep is not None:
+            on_sweep(i, st, stats)
+
+    status = "complete"
+    try:
+        run_sweeps(sampler, state, k_run, options.sweeps, options.burn_in, start=first,
+                   temperature=temperature, on_sweep=after_sweep, progress=options.progress,
+                   desc=command)
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        checkpoint(progress["state"], progress["next"])
+        summary.update(status=status, seconds=time.time() - t0,
+                       step_sizes=progress["state"].step_sizes)
+        names = ["log_posterior", "log_prior", "log_likelihood",
+                 *[n for n in recorder.trace.columns if n.startswith("prior_")],
+                 *[n for n in recorder.trace.columns
+                   if not n.startswith(("log", "prior_"))]]
+        chains, samples, summary = write_outputs(out, recorder, summary, options.top,
+                                                 options.burn_in, names, extras)
+    return RunResult(out, chains, samples, summary)

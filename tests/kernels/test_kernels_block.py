@@ -1,0 +1,88 @@
+"""The prior block move: exact against enumerated posteriors (with a conditioner and a differ
+pair), every proposal accepted when the target is the prior itself and the block the whole
+sequence, and every state a valid crystal of the group.
+(Same set-up as test_kernels.py.)
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from kernel_testing import ELEMENTS, Z, as_numpy, chi2_pvalue, run_chains
+
+from cfmc.chemistry import element_mask
+from cfmc.crystal import Crystal, from_arrays
+from cfmc.kernels import free_constraints, prior_block_proposal
+from cfmc.posterior import Posterior
+from cfmc.sweep import Sampler, SweepConfig
+from cfmc.template import Template
+
+BLOCK_ONLY = SweepConfig(block=True, species=False, coords=False)
+
+
+def template_block(model, t: Template):
+    n = model.config.max_sites
+    w, a, x = t.fixed_arrays(n)
+    allowed = np.ones((n, 119), bool)
+    allowed[: t.num_sites] = t.allowed
+    return prior_block_proposal(model, w, a, x, allowed)
+
+
+def test_block_move_matches_enumerated_posterior(model, binary):
+    t, states, prior_probs = binary
+    bonus = {"Na": 1.5, "K": -1.0, "Cl": 0.5, "Br": 0.0}
+
+    def cheap(crystals):
+        return np.array([bonus[c.species[0]] - bonus[c.species[1]] for c in crystals])
+
+    like = np.array([bonus[ELEMENTS[Z.index(a)]] - bonus[ELEMENTS[Z.index(b)]] for a, b in states])
+    for conds, probs in (([], prior_probs), ([cheap], prior_probs * np.exp(like))):
+        post = Posterior(model, conditioners=conds, marginalize_lattice=True)
+        sampler = Sampler(post, t.constraints(2), BLOCK_ONLY, block=template_block(model, t))
+        x = t.random_arrays(1500, np.random.default_rng(5), 2)
+        state = run_chains(sampler, x, 6, seed=6)
+        final = as_numpy(state.position)
+        assert t.check_arrays(final).all()
+        p = chi2_pvalue(final.species, states, probs)
+        assert p > 0.01, f"{len(conds)} conditioners: chi-square p = {p:.2g}"
+        assert 0.05 < state.stats["block"]["accepted"] / state.stats["block"]["proposed"] < 1
+
+
+def test_block_move_with_a_differ_pair(model, binary):
+    _, states, prior_probs = binary
+    t = Template.parse("221-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2", elements=ELEMENTS, differ=[(0, 1)])
+    probs = np.where(states[:, 0] != states[:, 1], prior_probs, 0.0)
+    post = Posterior(model, marginalize_lattice=True)
+    sampler = Sampler(post, t.constraints(2), SweepConfig(block=True),
+                      block=template_block(model, t))
+    x = t.random_arrays(1500, np.random.default_rng(7), 2)
+    final = as_numpy(run_chains(sampler, x, 6, seed=8).position)
+    assert t.check_arrays(final).all()
+    assert chi2_pvalue(final.species, states, probs) > 0.01
+
+
+def test_whole_sequence_block_under_the_prior_is_always_accepted(model):
+    from cfmc import priors
+
+    g, chains = 12, 48
+    start = priors.sample(model, jax.random.PRNGKey(1), g, chains)
+    start = as_numpy(start)._replace(lattice=np.tile([5.0, 6, 7, 90, 100, 90], (chains, 1))
+                                     .astype(np.float32))
+    post = Posterior(model, marginalize_lattice=True)
+    allowed = element_mask(exclude_radioactive=False)
+    sampler = Sampler(post, free_constraints(start, allowed), BLOCK_ONLY,
+                      block=prior_block_proposal(model))
+    state = sampler.init(start)
+    key = jax.random.PRNGKey(2)
+    sites = set()
+    for i in range(3):
+        state, stats = sampler.sweep(jax.random.fold_in(key, i), state)
+        arr = as_numpy(state.position)
+        sites.update(arr.mask.sum(1).tolist())
+        for c in from_arrays(arr):  # valid Wyckoff sequences of the group, every site on its
+            assert c.spacegroup == g and len(c.to_structure()) == c.num_atoms  # position
+            assert Crystal.from_string(c.to_string()).wyckoff == c.wyckoff
+    s = state.stats["block"]
+    assert s["proposed"] == 3 * chains and s["invalid"] == 0
+    assert s["accepted"] >= s["proposed"] - 1  # float32 rounding of the two density paths
+    assert len(sites) > 1  # the number of sites changes: a trans-dimensional move
