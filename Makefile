@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo lint bench clean
+.PHONY: install browser test demo lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-test: install
+# headless Chromium for the report's browser test (Debian packages; root or sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	} || { echo "make: could not install chromium and chromium-driver with apt-get" >&2; exit 1; }
+
+test: install browser
 	$(PY) -m pytest -q -ra
 
 lint: install

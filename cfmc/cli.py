@@ -17,6 +17,7 @@ COMMANDS = {
     "infill": ("infill", "fill the blanks of a Wyckoff template by MCMC"),
     "predict": ("predict", "predict properties of the crystals in a dataset"),
     "design": ("design", "sample crystals conditioned on target properties"),
+    "report": ("report", "build a run directory's report.html (one self-contained page)"),
 }
 
 
