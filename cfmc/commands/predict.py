@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                 res = p.predict([structures[i] for i in idx])
                 values[idx] = res.values
                 for i, e in zip(idx, res.errors, strict=True):
-                    if e is not None:
+                    if e is not None:  # name the predictor: the reasons of two can read alike
+                        e = f"{p.name}: {e}"
                         errors[i] = f"{errors[i]}; {e}" if errors[i] else e
                 bar.update(len(idx))
         table[f"{p.name}_pred"] = values
