@@ -25,7 +25,7 @@ import pandas as pd
 from cfmc import wyckoff
 from cfmc.chemistry import element_mask
 from cfmc.guard import PhysicalGuard
-from cfmc.kernels import free_constraints
+from cfmc.kernels import free_constraints, prior_block_proposal
 from cfmc.plotting import log_prior_histogram, property_histograms
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
@@ -73,11 +73,14 @@ def design(
     prior: Any = None,
     chains: int = 256,
     sweeps: int = 40,
-    burn_in: int = 20,
+    burn_in: int | None = 20,
+    until_rhat: float | None = None,
+    min_ess: float | None = None,
     seed: int = 0,
     elements: Sequence[str] | None = None,
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
+    block: bool = False,
     delayed_acceptance: bool = False,
     temperature: float = 1.0,
     top: int = 0,
@@ -99,9 +102,14 @@ def design(
     group wins; `spacegroup`, if also given, must agree). `top` keeps the N best distinct final
     crystals in samples.csv (0: all distinct ones). Crystals with atoms closer than
     `min_distance` or less than `min_volume_per_atom` get zero density (`PhysicalGuard`).
+    burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
+    (`sweeps` caps the run). `block` adds the prior block move to every sweep (a template's
+    blanks, or, in free design, the whole sequence: letters and the number of sites change).
     `resume` continues the run saved in `out` (same settings and conditioner).
     """
-    options = RunOptions(chains, sweeps, burn_in, seed, top, None, checkpoint_every, progress)
+
+    options = RunOptions(chains, sweeps, burn_in, seed, top, None, checkpoint_every, progress,
+                         until_rhat, min_ess)
     allowed = element_mask(elements, exclude_radioactive=not allow_radioactive)
     if isinstance(template, str):
         template = Template.parse(template, elements=elements,
@@ -117,9 +125,11 @@ def design(
     spacegroup = wyckoff.check_spacegroup(int(spacegroup))
     run_settings = {
         "spacegroup": spacegroup, "template": None if template is None else str(template),
-        "chains": chains, "sweeps": sweeps, "burn_in": burn_in, "seed": seed,
+        "chains": chains, "sweeps": sweeps, "burn_in": burn_in, "until_rhat": until_rhat,
+        "min_ess": min_ess, "seed": seed,
         "elements": list(elements) if elements else None, "allow_radioactive": allow_radioactive,
-        "species_proposal": species_proposal, "delayed_acceptance": delayed_acceptance,
+        "species_proposal": species_proposal, "block": block,
+        "delayed_acceptance": delayed_acceptance,
         "temperature": temperature, "top": top, "min_distance": min_distance,
         "min_volume_per_atom": min_volume_per_atom, "pool": pool, **dict(settings or {}),
     }
@@ -142,10 +152,13 @@ def design(
 
     constraints = (template.constraints(max_sites) if template is not None
                    else (lambda arrays: free_constraints(arrays, allowed)))
-    config = SweepConfig(lattice=True, species_proposal=species_proposal,
+    config = SweepConfig(lattice=True, species_proposal=species_proposal, block=block,
                          delayed_acceptance=delayed_acceptance)
+    clamps = (template.sampler_clamps(max_sites) if template is not None
+              else {"allowed_species": allowed})
+    proposal = prior_block_proposal(model, **clamps) if block else None
     result: RunResult = run_chains(out, posterior, constraints, config, start, options,
                                    run_settings, "design", force=force, resume=resume,
-                                   extras=extras, on_sweep=on_sweep)
+                                   extras=extras, on_sweep=on_sweep, block=proposal)
     return DesignResult(result.out, pd.read_csv(out / "unconditional.csv"), result.chains,
                         result.samples, result.summary)

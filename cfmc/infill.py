@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 
+from cfmc.kernels import prior_block_proposal
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
 from cfmc.starts import template_start
@@ -30,13 +31,16 @@ def infill(
     out: str | Path,
     chains: int = 1000,
     sweeps: int = 50,
-    burn_in: int = 20,
+    burn_in: int | None = 20,
+    until_rhat: float | None = None,
+    min_ess: float | None = None,
     elements: Sequence[str] | None = None,
     site_elements: Mapping[int, Sequence[str]] | None = None,
     ties: Sequence[Sequence[int]] = (),
     differ: Sequence[Sequence[int]] = (),
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
+    block: bool = False,
     init: str = "uniform",
     lattice_moves: bool = False,
     temperature: float = 1.0,
@@ -52,28 +56,33 @@ def infill(
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
-    elements / site_elements (site index from 0) / ties / differ restrict the blanks (see
-    `Template.parse`); init: 'uniform' blanks or 'prior' draws with the template clamped;
-    anneal: start temperature annealed down to `temperature` over burn-in; top: keep the N best
-    distinct final crystals (0: all); prior: a CrystalFormer or checkpoint path (None: shipped);
-    conditioners: extra log-likelihood terms (lattice-free ones unless `lattice_moves`);
-    resume: continue the run saved in `out`, which must have been started with the same
-    settings (sweeps may grow).
+    burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
+    (`sweeps` caps the run); elements / site_elements (site index from 0) / ties / differ
+    restrict the blanks (see `Template.parse`); block: add the prior block move (all blanks
+    redrawn from the prior's conditionals) to every sweep; init: 'uniform' blanks or 'prior'
+    draws with the template clamped; anneal: start temperature annealed down to `temperature`
+    over burn-in; top: keep the N best distinct final crystals (0: all); prior: a CrystalFormer
+    or checkpoint path (None: shipped); conditioners: extra log-likelihood terms (lattice-free
+    ones unless `lattice_moves`); resume: continue the run saved in `out`, which must have been
+    started with the same settings (sweeps may grow).
     """
+
     from cfmc.priors import load_prior
 
-    options = RunOptions(chains, sweeps, burn_in, seed, top, anneal, checkpoint_every, progress)
+    options = RunOptions(chains, sweeps, burn_in, seed, top, anneal, checkpoint_every, progress,
+                         until_rhat, min_ess)
     parsed = Template.parse(
         template, elements=elements, site_elements=site_elements, ties=ties, differ=differ,
         exclude_radioactive=not allow_radioactive,
     )
     settings = {
         "template": str(template), "chains": chains, "sweeps": sweeps, "burn_in": burn_in,
+        "until_rhat": until_rhat, "min_ess": min_ess,
         "elements": list(elements) if elements else None,
         "site_elements": {int(k): list(v) for k, v in (site_elements or {}).items()},
         "tie": [list(t) for t in ties], "differ": [list(d) for d in differ],
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
-        "init": init, "lattice_moves": lattice_moves, "temperature": temperature,
+        "block": block, "init": init, "lattice_moves": lattice_moves, "temperature": temperature,
         "anneal": anneal, "seed": seed, "top": top,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
     }
@@ -86,11 +95,13 @@ def infill(
     max_sites = parsed.num_sites
     posterior = Posterior(model, conditioners, temperature=temperature,
                           marginalize_lattice=not lattice_moves)
-    config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal)
+    config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block)
+    proposal = (prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
+                if block else None)
 
     def start(key: jax.Array):
         return template_start(posterior, key, parsed, chains, init, seed, max_sites,
                               lattice=lattice_moves)
 
     return run_chains(out, posterior, parsed.constraints(max_sites), config, start, options,
-                      settings, "infill", force=force, resume=resume)
+                      settings, "infill", force=force, resume=resume, block=proposal)

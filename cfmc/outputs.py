@@ -63,6 +63,12 @@ def write_outputs(
         burn_in_plot(recorder.curve, burn_in, out / "burn_in.png")
     if recorder.trace.draws:
         summary["convergence"] = convergence(recorder.trace)
+        seconds = float(summary.get("seconds") or 0.0)
+        # the headline figure of an MCMC run: ESS per second of the whole run (compiling,
+        # burn-in and recording included)
+        summary["ess_per_second"] = {
+            k: (v["ess_bulk"] / seconds if seconds > 0 else float("nan"))
+            for k, v in summary["convergence"].items()}
         acc = ({"acceptance": np.stack(recorder.acceptance, axis=1)}
                if recorder.acceptance else {})
         runio.write_trace(out, recorder.trace.to_inference_data(acc))

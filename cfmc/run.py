@@ -11,6 +11,7 @@ propagates.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,9 @@ import pandas as pd
 
 from cfmc import runio
 from cfmc.arrays import CrystalArrays
-from cfmc.kernels import SiteConstraints
+from cfmc.diagnostics import convergence
+from cfmc.kernels import ProposalFn, SiteConstraints
+from cfmc.mixing import BurnIn, has_mixed, worst
 from cfmc.outputs import write_outputs
 from cfmc.posterior import Posterior
 from cfmc.record import Recorder
@@ -37,24 +40,42 @@ Start = Callable[[jax.Array], tuple[CrystalArrays, dict[str, Any]]]
 class RunOptions:
     """How long a run is and what it keeps.
 
-    sweeps counts burn-in; `top` keeps the N best distinct final crystals in samples.csv (0: all
+    sweeps counts burn-in and caps the run; burn_in None: decided by the chains' log densities
+    (`cfmc.mixing.BurnIn`, at most half the sweeps); `until_rhat` / `min_ess`: stop once every
+    traced scalar has R-hat at most / bulk ESS at least these (checked every `check_every`
+    recorded draws); `top` keeps the N best distinct final crystals in samples.csv (0: all
     distinct ones); `anneal` (T0) anneals from T0 to the posterior's temperature over burn-in.
     """
 
     chains: int
     sweeps: int
-    burn_in: int
+    burn_in: int | None
     seed: int = 0
     top: int = 100
     anneal: float | None = None
     checkpoint_every: int = 5
     progress: bool = True
+    until_rhat: float | None = None
+    min_ess: float | None = None
+    check_every: int = 5
 
     def __post_init__(self) -> None:
         if self.chains < 1:
             raise ValueError(f"chains must be at least 1, got {self.chains}")
-        if self.burn_in < 0 or self.sweeps <= self.burn_in:
+        if self.burn_in is None:
+            if self.sweeps < 2:
+                raise ValueError(f"sweeps must be at least 2, got {self.sweeps}")
+            if self.anneal is not None:
+                raise ValueError("annealing needs a fixed burn-in to anneal over")
+        elif self.burn_in < 0 or self.sweeps <= self.burn_in:
             raise ValueError(f"sweeps ({self.sweeps}) must exceed burn-in ({self.burn_in})")
+        if self.until_rhat is not None and not (math.isfinite(self.until_rhat)
+                                                and self.until_rhat > 1):
+            raise ValueError(f"until_rhat must be a number above 1, got {self.until_rhat}")
+        if self.min_ess is not None and not (math.isfinite(self.min_ess) and self.min_ess > 0):
+            raise ValueError(f"min_ess must be positive, got {self.min_ess}")
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be at least 1, got {self.check_every}")
         if self.top < 0:
             raise ValueError(f"top must be 0 (all) or positive, got {self.top}")
         if self.checkpoint_every < 1:
@@ -101,12 +122,14 @@ def run_chains(
     resume: bool = False,
     extras: Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
     on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
+    block: ProposalFn | None = None,
 ) -> RunResult:
     """Run the chains of one posterior into the run directory `out` and write its outputs.
 
     constraints: fixed, or a function of the starting crystals (free design); settings: what
     the summary and the checkpoint record (a resume must request the same); extras(chains): the
-    front door's own outputs, merged into the summary.
+    front door's own outputs, merged into the summary; block: the proposal of the block move
+    (with `config.block`).
     """
     out = runio.prepare(out, force=force, resume=resume)
     settings = dict(settings)
@@ -125,52 +148,91 @@ def run_chains(
         positions, start_info = start(k_init)
         first = 0
     cons = constraints(positions) if callable(constraints) else constraints
-    sampler = Sampler(posterior, cons, config)
+    sampler = Sampler(posterior, cons, config, block)
     state = sampler.init(positions)
-    recorder = Recorder(posterior, options.burn_in, k_lat)
+    auto = BurnIn(max_sweeps=options.sweeps // 2) if options.burn_in is None else None
+    recorder = Recorder(posterior, options.sweeps if auto else options.burn_in, k_lat)
     if resume:
         state = state._replace(step_sizes=dict(meta["step_sizes"]))
+        if auto is not None and meta.get("burn_in") is not None:
+            recorder.burn_in = int(meta["burn_in"])
+        elif auto is not None:
+            auto.history.extend(saved.get("burn_in.history", []))
         recorder.restore(saved, meta, first, state)
     temperature = (annealing(options.anneal, posterior.temperature, options.burn_in)
                    if options.anneal else None)
+    mixing: dict[str, Any] = {"until_rhat": options.until_rhat, "min_ess": options.min_ess}
     summary = {"command": command, "status": "running", "settings": settings,
                "seed": options.seed, "start": start_info, "conditioners": list(posterior.names),
                "schedule": [f"{k}@{s}"
                             for k, s in sampler.schedule(np.asarray(positions.mask))]}
     progress = {"next": first, "state": state}
 
+    def decided() -> bool:
+        return auto is None or recorder.burn_in < options.sweeps
+
     def checkpoint(st: SamplerState, next_sweep: int) -> None:
         arrays, meta = recorder.state()
         arrays.update(runio.pack_arrays(
             "state", CrystalArrays(*(np.asarray(f) for f in st.position))))
+        if not decided() and auto.history:
+            arrays["burn_in.history"] = np.stack(auto.history)
         meta.update(settings=settings, next_sweep=next_sweep, step_sizes=st.step_sizes,
-                    start=start_info, seconds=time.time() - t0)
+                    start=start_info, seconds=time.time() - t0,
+                    burn_in=recorder.burn_in if decided() else None)
         runio.save_checkpoint(out, arrays, meta)
 
-    def after_sweep(i: int, st: SamplerState, stats: dict) -> None:
+    def after_sweep(i: int, st: SamplerState, stats: dict) -> dict[str, Any]:
+        if not decided() and auto.update(i, st.logdensity):
+            recorder.burn_in = i + 1
         recorder(i, st, stats)
         progress.update(next=i + 1, state=st)
         if (i + 1) % options.checkpoint_every == 0:
             checkpoint(st, i + 1)
         if on_sweep is not None:
             on_sweep(i, st, stats)
+        draws = recorder.trace.draws
+        if draws < 4 or draws % options.check_every:
+            return {}
+        rhat, ess = worst(convergence(recorder.trace))
+        seconds = time.time() - t0
+        mixing.update(sweep=i + 1, rhat=rhat, ess_bulk=ess, ess_per_second=ess / seconds)
+        stop = (options.until_rhat is not None or options.min_ess is not None) and has_mixed(
+            {"all": {"rhat": rhat, "ess_bulk": ess}}, options.until_rhat, options.min_ess)
+        mixing["reached"] = bool(stop)
+        return {"Rhat": f"{rhat:.3f}", "ESS": f"{ess:.0f}", "ESS/s": f"{ess / seconds:.1f}",
+                "stop": stop}
 
     status = "complete"
     try:
-        run_sweeps(sampler, state, k_run, options.sweeps, options.burn_in, start=first,
-                   temperature=temperature, on_sweep=after_sweep, progress=options.progress,
-                   desc=command)
+        run_sweeps(sampler, state, k_run, options.sweeps, lambda: recorder.burn_in,
+                   start=first, temperature=temperature, on_sweep=after_sweep,
+                   progress=options.progress, desc=command)
     except BaseException:
         status = "interrupted"
         raise
     finally:
         checkpoint(progress["state"], progress["next"])
-        summary.update(status=status, seconds=time.time() - t0,
+        summary.update(status=status, seconds=time.time() - t0, sweeps=progress["next"],
+                       burn_in=recorder.burn_in if decided() else None,
+                       burn_in_rule="fixed" if auto is None else "auto", mixing=mixing,
                        step_sizes=progress["state"].step_sizes)
         names = ["log_posterior", "log_prior", "log_likelihood",
                  *[n for n in recorder.trace.columns if n.startswith("prior_")],
                  *[n for n in recorder.trace.columns
                    if not n.startswith(("log", "prior_"))]]
         chains, samples, summary = write_outputs(out, recorder, summary, options.top,
-                                                 options.burn_in, names, extras)
+                                                 recorder.burn_in, names, extras)
+        write_report_safely(out)
     return RunResult(out, chains, samples, summary)
+
+
+def write_report_safely(out: Path) -> None:
+    """report.html of the run; a report that cannot be built is logged, never fails the run
+    (`cfmc report RUN_DIR` rebuilds it from the files)."""
+    from cfmc.report import write_report
+
+    try:
+        write_report(out)
+    except Exception as e:  # the run's results are on disk whatever the page does
+        logging.getLogger(__name__).warning("report.html not written: %s", e)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from cfmc.arrays import NUM_SPECIES, CrystalArrays, concatenate
+from cfmc.arrays import CrystalArrays, concatenate
 from cfmc.kernels import is_valid_cell
 from cfmc.posterior import Posterior
 from cfmc.template import Template
@@ -38,11 +38,7 @@ def prior_draws(posterior: Posterior, key: jax.Array, num: int, spacegroup: int,
         raise ValueError("this prior has no sampler; start from uniform template fills")
     full = max(posterior.prior.max_sites or max_sites, max_sites)  # the sampler fills its slots
     if template is not None:
-        w, a, x = template.fixed_arrays(full)
-        per_site = np.ones((full, NUM_SPECIES), bool)
-        per_site[: template.num_sites] = template.allowed
-        clamps = {"fixed_wyckoff": w, "fixed_species": a, "fixed_coords": x,
-                  "allowed_species": per_site}
+        clamps = template.sampler_clamps(full)
     else:
         clamps = {"allowed_species": allowed}
     arrays = sample(key, spacegroup, num, **clamps)

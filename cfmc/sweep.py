@@ -11,8 +11,8 @@ keys derive from (sweep key, move, chain index) alone. Everything that changes d
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -333,16 +333,18 @@ def run_sweeps(
     state: SamplerState,
     key: jax.Array,
     sweeps: int,
-    burn_in: int,
+    burn_in: int | Callable[[], int],
     start: int = 0,
     temperature: Callable[[int], float] | None = None,
-    on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
+    on_sweep: Callable[[int, SamplerState, dict], Mapping[str, Any] | None] | None = None,
     progress: bool = True,
     desc: str = "sweeps",
 ) -> SamplerState:
     """Sweeps `start..sweeps-1`; sweep i uses key fold_in(key, i), so a resumed run repeats an
-    uninterrupted one. Step sizes adapt while i < burn_in. A tqdm bar shows acceptance per
-    kernel and the mean log posterior; `on_sweep(i, state, stats)` runs after each sweep."""
+    uninterrupted one. Step sizes adapt while i < burn_in (a number, or a function giving the
+    current one when burn-in is decided as the run goes). A tqdm bar shows acceptance per kernel
+    and the mean log posterior; `on_sweep(i, state, stats)` runs after each sweep and may return
+    more fields for the bar, and `stop: True` to end the run there."""
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start, sweeps), initial=start, total=sweeps, desc=desc, disable=not progress,
@@ -350,7 +352,7 @@ def run_sweeps(
     for i in bar:
         t = temperature(i) if temperature is not None else None
         state, stats = sampler.run_one(key, i, state, t)
-        if i < burn_in:
+        if i < (burn_in() if callable(burn_in) else burn_in):
             state = sampler.adapt(state, stats, i)
         acc = acceptance(stats)
         post = {k[:4]: f"{v:.2f}" for k, v in acc.items() if np.isfinite(v)}
@@ -358,8 +360,10 @@ def run_sweeps(
         post["logp"] = f"{finite.mean():.2f}" if finite.size else "nan"
         if t is not None:
             post["T"] = f"{t:.2f}"
-        bar.set_postfix(post, refresh=False)
-        if on_sweep is not None:
-            on_sweep(i, state, stats)
+        extra = dict(on_sweep(i, state, stats) or {}) if on_sweep is not None else {}
+        stop = extra.pop("stop", False)
+        bar.set_postfix({**post, **extra}, refresh=False)
+        if stop:
+            break
     bar.close()
     return state

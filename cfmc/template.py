@@ -161,6 +161,16 @@ class Template:
             x[i] = [np.nan if c is None else c for c in s.coords]
         return w, a, x
 
+    def sampler_clamps(self, max_sites: int) -> dict[str, np.ndarray]:
+        """The template in the form the prior's sampler takes over `max_sites` slots: fixed
+        letters (padding after the template's sites), species (-1: blank) and coordinates (NaN:
+        blank), and per-slot species masks."""
+        w, a, x = self.fixed_arrays(max_sites)
+        allowed = np.ones((max_sites, NUM_SPECIES), bool)
+        allowed[: self.num_sites] = self.allowed
+        return {"fixed_wyckoff": w, "fixed_species": a, "fixed_coords": x,
+                "allowed_species": allowed}
+
     def random_arrays(
         self, num: int, rng: np.random.Generator, max_sites: int, lattice: np.ndarray | None = None
     ) -> CrystalArrays:

@@ -115,3 +115,15 @@ def test_interrupt_leaves_partial_results(prior_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(Sampler, "sweep", real)
     assert main(_args(prior_dir, out, extra=["--resume"])) == 0
     assert json.loads((out / "summary.json").read_text())["draws"] == 4
+
+
+def test_auto_burn_in_and_stop_when_mixed(prior_dir, tmp_path):
+    out = tmp_path / "mixed"
+    argv = _args(prior_dir, out, sweeps=30, extra=["--until-rhat", "1.5", "--min-ess", "20"])
+    argv[argv.index("--burn-in") + 1] = "auto"
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["burn_in_rule"] == "auto" and 10 <= s["burn_in"] <= 15
+    assert s["mixing"]["reached"] and s["sweeps"] < 30 and s["mixing"]["rhat"] <= 1.5
+    assert s["ess_per_second"]["log_posterior"] > 0
+    assert (out / "report.html").stat().st_size > 10000

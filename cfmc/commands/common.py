@@ -7,8 +7,32 @@ from pathlib import Path
 from typing import Any
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options every sampling run takes."""
+def burn_in(text: str) -> int | None:
+    """`--burn-in`: a number of sweeps, or 'auto' (decided by the chains' log densities)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of sweeps or 'auto', got '{text}'") from None
+
+
+def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
+                      block: bool) -> None:
+    """Options every sampling run takes (with the command's defaults)."""
+    p.add_argument("--sweeps", type=int, default=sweeps,
+                   help="total sweeps, burn-in included (the cap with --until-rhat)")
+    p.add_argument("--burn-in", type=burn_in, default=burn, metavar="N|auto",
+                   help=f"burn-in sweeps, or 'auto': until the chains' log density stops rising "
+                   f"(default {burn})")
+    p.add_argument("--until-rhat", type=float, default=None, metavar="R",
+                   help="stop once every traced scalar has R-hat <= R (e.g. 1.01)")
+    p.add_argument("--min-ess", type=float, default=None, metavar="N",
+                   help="... and bulk ESS >= N (e.g. 400)")
+    p.add_argument("--block", action=argparse.BooleanOptionalAction, default=block,
+                   help="a prior block move in every sweep (redraws all blanks, or in free "
+                   "design the whole sequence, from the prior's conditionals; exact)")
     p.add_argument("--allow-radioactive", action="store_true",
                    help="allow Tc, Pm and Z >= 84 (excluded by default)")
     p.add_argument("--temperature", type=float, default=1.0)

@@ -24,8 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", action="append", default=[], metavar="NAME=S",
                    help="width of a target's Gaussian (default: the predictor's typical error)")
     p.add_argument("--chains", type=int, default=256)
-    p.add_argument("--sweeps", type=int, default=40, help="total sweeps, burn-in included")
-    p.add_argument("--burn-in", type=int, default=20)
     p.add_argument("--pool", type=int, default=4,
                    help="draw POOL x chains prior samples (the unconditional reference) and start "
                         "the chains from the best distinct ones")
@@ -36,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the N best distinct final crystals in samples.csv (0: all)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same settings; --sweeps may grow)")
-    add_run_arguments(p)
+    add_run_arguments(p, sweeps=40, burn="20", block=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     result = design(
         gaussian_targets(targets, sigmas), args.out, spacegroup=args.spacegroup,
         template=args.template, prior=args.prior, chains=args.chains, sweeps=args.sweeps,
-        burn_in=args.burn_in, pool=args.pool, seed=args.seed, elements=args.elements,
+        burn_in=args.burn_in,
+        until_rhat=args.until_rhat, min_ess=args.min_ess, block=args.block, pool=args.pool,
+        seed=args.seed, elements=args.elements,
         allow_radioactive=args.allow_radioactive, species_proposal=args.species_proposal,
         delayed_acceptance=args.delayed_acceptance, temperature=args.temperature,
         top=args.top, force=args.force, resume=args.resume, progress=not args.no_progress,

@@ -11,8 +11,6 @@ from cfmc.commands.common import add_run_arguments, report, site_elements, site_
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("template", help="e.g. '225-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2-e-O-[?]-0-0'")
     p.add_argument("--chains", type=int, default=1000)
-    p.add_argument("--sweeps", type=int, default=50, help="total sweeps, burn-in included")
-    p.add_argument("--burn-in", type=int, default=20)
     p.add_argument("--elements", nargs="+", metavar="EL", help="allowed elements for blanks")
     p.add_argument("--site-elements", action="append", default=[], metavar="I:EL,EL",
                    help="allow-list for site I (0-based); repeatable")
@@ -33,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=5, metavar="SWEEPS")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same settings; --sweeps may grow)")
-    add_run_arguments(p)
+    add_run_arguments(p, sweeps=50, burn="20", block=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = infill(
         args.template, args.out, chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in,
+        until_rhat=args.until_rhat, min_ess=args.min_ess, block=args.block,
         elements=args.elements, site_elements=site_elements(args.site_elements),
         ties=site_pairs(args.tie, "tie"), differ=site_pairs(args.differ, "differ"),
         allow_radioactive=args.allow_radioactive, species_proposal=args.species_proposal,

@@ -25,13 +25,14 @@ from cfmc.kernels.base import Proposal, ProposalFn
 def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
                          fixed_species: np.ndarray | None = None,
                          fixed_coords: np.ndarray | None = None,
-                         allowed: np.ndarray | None = None) -> ProposalFn:
+                         allowed_species: np.ndarray | None = None) -> ProposalFn:
     """The block proposal of a template (or of free design when the fixed_* are None).
 
     fixed_*: the template in the sampler's form over the model's slots (letters -1, species -1
-    and coordinates NaN mark blanks; padding letters after the template's sites); allowed:
-    (N, 119) or (119,) species masks. Positions may carry fewer slots than the model (infill
-    keeps exactly the template's sites); a proposal that does not fit them is invalid.
+    and coordinates NaN mark blanks; padding letters after the template's sites), e.g.
+    `**template.sampler_clamps(N)`; allowed_species: (N, 119) or (119,) species masks.
+    Positions may carry fewer slots than the model (infill keeps exactly the template's sites);
+    a proposal that does not fit them is invalid.
     """
     from cfmc.priors.sample import sample_one
 
@@ -40,8 +41,8 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
     fa = jnp.asarray(np.full(n_model, -1) if fixed_species is None else fixed_species, jnp.int32)
     fx = jnp.asarray(np.full((n_model, 3), np.nan) if fixed_coords is None else fixed_coords,
                      jnp.float32)
-    allow = jnp.broadcast_to(jnp.asarray(np.ones(119, bool) if allowed is None else allowed,
-                                         bool), (n_model, 119))
+    allow = jnp.broadcast_to(jnp.asarray(
+        np.ones(119, bool) if allowed_species is None else allowed_species, bool), (n_model, 119))
     one = jnp.float32(1.0)
     slots = jnp.arange(n_model)
 

@@ -21,11 +21,7 @@ BLOCK_ONLY = SweepConfig(block=True, species=False, coords=False)
 
 
 def template_block(model, t: Template):
-    n = model.config.max_sites
-    w, a, x = t.fixed_arrays(n)
-    allowed = np.ones((n, 119), bool)
-    allowed[: t.num_sites] = t.allowed
-    return prior_block_proposal(model, w, a, x, allowed)
+    return prior_block_proposal(model, **t.sampler_clamps(model.config.max_sites))
 
 
 def test_block_move_matches_enumerated_posterior(model, binary):
@@ -40,7 +36,7 @@ def test_block_move_matches_enumerated_posterior(model, binary):
         post = Posterior(model, conditioners=conds, marginalize_lattice=True)
         sampler = Sampler(post, t.constraints(2), BLOCK_ONLY, block=template_block(model, t))
         x = t.random_arrays(1500, np.random.default_rng(5), 2)
-        state = run_chains(sampler, x, 6, seed=6)
+        state = run_chains(sampler, x, 15, seed=6)  # ~half the proposals accepted
         final = as_numpy(state.position)
         assert t.check_arrays(final).all()
         p = chi2_pvalue(final.species, states, probs)
@@ -56,7 +52,7 @@ def test_block_move_with_a_differ_pair(model, binary):
     sampler = Sampler(post, t.constraints(2), SweepConfig(block=True),
                       block=template_block(model, t))
     x = t.random_arrays(1500, np.random.default_rng(7), 2)
-    final = as_numpy(run_chains(sampler, x, 6, seed=8).position)
+    final = as_numpy(run_chains(sampler, x, 12, seed=8).position)
     assert t.check_arrays(final).all()
     assert chi2_pvalue(final.species, states, probs) > 0.01
 

@@ -1,0 +1,100 @@
+"""Mixing of the samplers, side by side: R-hat and bulk ESS of the log posterior, wall time and
+ESS per second, for the double perovskite infill (default 1000 chains) with the earlier default
+moves and with the current defaults, and optionally for the Fig. 9 design posterior (band gap
+2 eV and formation energy -3 eV/atom, MEGNet in the loop).
+
+    python benchmarks/convergence.py [--chains 1000] [--sweeps 50] [--design] [--out DIR]
+
+Every run is a real run directory under --out (summary.json, trace.nc, report.html).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
+DIFFER = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+
+
+def infill_settings(chains: int, sweeps: int) -> dict[str, dict]:
+    """The earlier defaults (site moves from a uniform start, 20 sweeps of burn-in) and the
+    current ones (the prior block move added, burn-in decided by the chains, stop when mixed)."""
+    return {
+        "site moves (earlier default)": {"chains": chains, "sweeps": sweeps, "burn_in": 20},
+        "block + site moves, auto burn-in": {"chains": chains, "sweeps": sweeps, "burn_in": None,
+                                             "block": True},
+    }
+
+
+def row(name: str, summary: dict, seconds: float) -> dict:
+    conv = summary.get("convergence", {})
+    worst_rhat = max((v["rhat"] for v in conv.values() if v["rhat"] == v["rhat"]), default=None)
+    lp = conv.get("log_posterior", {})
+    ess = lp.get("ess_bulk", float("nan"))
+    return {"run": name, "rhat_log_posterior": lp.get("rhat"), "rhat_worst": worst_rhat,
+            "ess_bulk_log_posterior": ess, "seconds": seconds, "ess_per_second": ess / seconds,
+            "burn_in": summary.get("burn_in"), "sweeps": summary.get("sweeps"),
+            "acceptance": {k: round(v["acceptance"], 3) for k, v in summary["kernels"].items()
+                           if v.get("proposed")},
+            "rhat_wyckoff": conv.get("prior_wyckoff", {}).get("rhat")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--chains", type=int, default=1000)
+    p.add_argument("--sweeps", type=int, default=50)
+    p.add_argument("--design", action="store_true", help="also the Fig. 9 design posterior")
+    p.add_argument("--design-chains", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/bench_convergence"))
+    p.add_argument("--baseline-run", type=Path, default=None,
+                   help="an existing run directory of the earlier defaults (e.g. `make demo` "
+                   "before the change) to report instead of running them again")
+    args = p.parse_args(argv)
+    from cfmc.infill import infill
+
+    rows = []
+    for k, (name, opts) in enumerate(infill_settings(args.chains, args.sweeps).items()):
+        if k == 0 and args.baseline_run is not None:
+            summary = json.loads((args.baseline_run / "summary.json").read_text())
+            rows.append(row(f"{name}, {args.baseline_run}", summary, summary["seconds"]))
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        t0 = time.time()
+        res = infill(TEMPLATE, args.out / f"infill{k}", differ=DIFFER, seed=args.seed,
+                     force=True, progress=False, **opts)
+        rows.append(row(name, res.summary, time.time() - t0))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.design:
+        from cfmc.design import design
+        from cfmc.targets import gaussian_targets
+
+        target = {"band_gap": 2.0, "formation_energy": -3.0}
+        sigmas = {"band_gap": 0.3, "formation_energy": 0.3}
+        for k, (name, opts) in enumerate({
+            "design, site moves (earlier default)": {"burn_in": 20},
+            "design, block + site moves": {"burn_in": None, "block": True},
+        }.items()):
+            t0 = time.time()
+            res = design(gaussian_targets(target, sigmas), args.out / f"design{k}",
+                         spacegroup=225, chains=args.design_chains, sweeps=40, pool=16,
+                         delayed_acceptance=True, seed=args.seed, force=True, progress=False,
+                         **opts)
+            r = row(name, res.summary, time.time() - t0)
+            r["distance_ratio"] = {n: m["ratio"] for n, m in res.summary["metrics"].items()}
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    print(f"\n{'run':<40}{'R-hat':>8}{'worst':>8}{'ESS':>8}{'s':>8}{'ESS/s':>8}")
+    for r in rows:
+        print(f"{r['run']:<40}{r['rhat_log_posterior']:>8.3f}{r['rhat_worst'] or 0:>8.3f}"
+              f"{r['ess_bulk_log_posterior']:>8.0f}{r['seconds']:>8.0f}{r['ess_per_second']:>8.2f}")
+    (args.out / "convergence.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
