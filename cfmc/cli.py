@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("cfmc").setLevel(logging.INFO)
     args = build_parser(argv).parse_args(argv)
+    if args.command not in ("convert", "data", "report"):  # commands that compile JAX programs
+        from cfmc.priors.config import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return int(_load(args.command).run(args) or 0)
     except KeyboardInterrupt:

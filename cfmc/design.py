@@ -81,6 +81,7 @@ def design(
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
     block: bool = False,
+    ladder: Sequence[float] = (1.0,),
     delayed_acceptance: bool = False,
     temperature: float = 1.0,
     top: int = 0,
@@ -105,7 +106,9 @@ def design(
     burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
     (`sweeps` caps the run). `block` adds the prior block move to every sweep (a template's
     blanks, or, in free design, the whole sequence: letters and the number of sites change).
-    `resume` continues the run saved in `out` (same settings and conditioner).
+    `ladder`: temperatures of replica exchange (multiples of `temperature`, the output is the
+    temperature-1 replica). `resume` continues the run saved in `out` (same settings and
+    conditioner).
     """
 
     options = RunOptions(chains, sweeps, burn_in, seed, top, None, checkpoint_every, progress,
@@ -128,7 +131,7 @@ def design(
         "chains": chains, "sweeps": sweeps, "burn_in": burn_in, "until_rhat": until_rhat,
         "min_ess": min_ess, "seed": seed,
         "elements": list(elements) if elements else None, "allow_radioactive": allow_radioactive,
-        "species_proposal": species_proposal, "block": block,
+        "species_proposal": species_proposal, "block": block, "ladder": list(ladder),
         "delayed_acceptance": delayed_acceptance,
         "temperature": temperature, "top": top, "min_distance": min_distance,
         "min_volume_per_atom": min_volume_per_atom, "pool": pool, **dict(settings or {}),
@@ -153,10 +156,11 @@ def design(
     constraints = (template.constraints(max_sites) if template is not None
                    else (lambda arrays: free_constraints(arrays, allowed)))
     config = SweepConfig(lattice=True, species_proposal=species_proposal, block=block,
+                         ladder=tuple(ladder),
                          delayed_acceptance=delayed_acceptance)
     clamps = (template.sampler_clamps(max_sites) if template is not None
               else {"allowed_species": allowed})
-    proposal = prior_block_proposal(model, **clamps) if block else None
+    proposal = prior_block_proposal(model, **clamps, lattice=True) if block else None
     result: RunResult = run_chains(out, posterior, constraints, config, start, options,
                                    run_settings, "design", force=force, resume=resume,
                                    extras=extras, on_sweep=on_sweep, block=proposal)

@@ -41,6 +41,7 @@ def infill(
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
     block: bool = False,
+    ladder: Sequence[float] = (1.0,),
     init: str = "uniform",
     lattice_moves: bool = False,
     temperature: float = 1.0,
@@ -59,12 +60,13 @@ def infill(
     burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
     (`sweeps` caps the run); elements / site_elements (site index from 0) / ties / differ
     restrict the blanks (see `Template.parse`); block: add the prior block move (all blanks
-    redrawn from the prior's conditionals) to every sweep; init: 'uniform' blanks or 'prior'
-    draws with the template clamped; anneal: start temperature annealed down to `temperature`
-    over burn-in; top: keep the N best distinct final crystals (0: all); prior: a CrystalFormer
-    or checkpoint path (None: shipped); conditioners: extra log-likelihood terms (lattice-free
-    ones unless `lattice_moves`); resume: continue the run saved in `out`, which must have been
-    started with the same settings (sweeps may grow).
+    redrawn from the prior's conditionals) to every sweep; ladder: temperatures of replica
+    exchange (multiples of `temperature`; the output is the temperature-1 replica); init:
+    'uniform' blanks or 'prior' draws with the template clamped; anneal: start temperature
+    annealed down to `temperature` over burn-in; top: keep the N best distinct final crystals
+    (0: all); prior: a CrystalFormer or checkpoint path (None: shipped); conditioners: extra
+    log-likelihood terms (lattice-free ones unless `lattice_moves`); resume: continue the run
+    saved in `out`, which must have been started with the same settings (sweeps may grow).
     """
 
     from cfmc.priors import load_prior
@@ -82,7 +84,8 @@ def infill(
         "site_elements": {int(k): list(v) for k, v in (site_elements or {}).items()},
         "tie": [list(t) for t in ties], "differ": [list(d) for d in differ],
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
-        "block": block, "init": init, "lattice_moves": lattice_moves, "temperature": temperature,
+        "block": block, "ladder": list(ladder), "init": init, "lattice_moves": lattice_moves,
+        "temperature": temperature,
         "anneal": anneal, "seed": seed, "top": top,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
     }
@@ -95,7 +98,8 @@ def infill(
     max_sites = parsed.num_sites
     posterior = Posterior(model, conditioners, temperature=temperature,
                           marginalize_lattice=not lattice_moves)
-    config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block)
+    config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block,
+                         ladder=tuple(ladder))
     proposal = (prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
                 if block else None)
 

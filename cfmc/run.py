@@ -149,7 +149,7 @@ def run_chains(
         first = 0
     cons = constraints(positions) if callable(constraints) else constraints
     sampler = Sampler(posterior, cons, config, block)
-    state = sampler.init(positions)
+    state = sampler.init(positions, replicated=resume)
     auto = BurnIn(max_sweeps=options.sweeps // 2) if options.burn_in is None else None
     recorder = Recorder(posterior, options.sweeps if auto else options.burn_in, k_lat)
     if resume:
@@ -158,7 +158,8 @@ def run_chains(
             recorder.burn_in = int(meta["burn_in"])
         elif auto is not None:
             auto.history.extend(saved.get("burn_in.history", []))
-        recorder.restore(saved, meta, first, state)
+        recorder.restore(saved, meta, first, state.cold())
+        state = state._replace(swaps=meta.get("swaps", state.swaps))
     temperature = (annealing(options.anneal, posterior.temperature, options.burn_in)
                    if options.anneal else None)
     mixing: dict[str, Any] = {"until_rhat": options.until_rhat, "min_ess": options.min_ess}
@@ -178,17 +179,19 @@ def run_chains(
         if not decided() and auto.history:
             arrays["burn_in.history"] = np.stack(auto.history)
         meta.update(settings=settings, next_sweep=next_sweep, step_sizes=st.step_sizes,
+                    swaps=st.swaps,
                     start=start_info, seconds=time.time() - t0,
                     burn_in=recorder.burn_in if decided() else None)
         runio.save_checkpoint(out, arrays, meta)
 
-    def after_sweep(i: int, st: SamplerState, stats: dict) -> dict[str, Any]:
+    def after_sweep(i: int, full: SamplerState, stats: dict) -> dict[str, Any]:
+        st = full.cold()  # the chains at temperature 1 are the output
         if not decided() and auto.update(i, st.logdensity):
             recorder.burn_in = i + 1
         recorder(i, st, stats)
-        progress.update(next=i + 1, state=st)
+        progress.update(next=i + 1, state=full)
         if (i + 1) % options.checkpoint_every == 0:
-            checkpoint(st, i + 1)
+            checkpoint(full, i + 1)
         if on_sweep is not None:
             on_sweep(i, st, stats)
         draws = recorder.trace.draws
@@ -216,6 +219,9 @@ def run_chains(
         summary.update(status=status, seconds=time.time() - t0, sweeps=progress["next"],
                        burn_in=recorder.burn_in if decided() else None,
                        burn_in_rule="fixed" if auto is None else "auto", mixing=mixing,
+                       ladder=list(config.ladder),
+                       swap_rates={k: (a / p if p else None)
+                                   for k, (p, a) in progress["state"].swaps.items()},
                        step_sizes=progress["state"].step_sizes)
         names = ["log_posterior", "log_prior", "log_likelihood",
                  *[n for n in recorder.trace.columns if n.startswith("prior_")],

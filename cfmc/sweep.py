@@ -49,6 +49,9 @@ class SweepConfig:
     coords: bool = True
     lattice: bool = False
     block: bool = False  # one prior block move per sweep (needs a block proposal)
+    # replica exchange: a copy of every chain at each of these temperatures (multiples of the
+    # posterior's), neighbours swapped after every sweep; (1.0,) is plain MCMC
+    ladder: tuple[float, ...] = (1.0,)
     species_proposal: str = "uniform"
     delayed_acceptance: bool = False
     coord_step: float = 0.1  # von Mises random walk, fractional units
@@ -64,16 +67,31 @@ class SweepConfig:
             )
         if not 0 < self.target_acceptance < 1:
             raise ValueError(f"target_acceptance must be in (0, 1), got {self.target_acceptance}")
+        ladder = tuple(float(t) for t in self.ladder)
+        if not ladder or ladder[0] != 1.0 or np.any(np.diff(ladder) <= 0):
+            raise ValueError(f"ladder must start at 1 and increase, got {self.ladder}")
+        self.ladder = ladder
 
 
 class SamplerState(NamedTuple):
     """All chains (a batched `CrystalState`), the step sizes, and the kernel counts so far."""
 
-    chains: CrystalState
-    chain_ids: np.ndarray  # (B,) global chain index: each chain's keys derive from it
+    chains: CrystalState  # replica after replica: K * B chains, the first B at temperature 1
+    chain_ids: np.ndarray  # (K * B,) global chain index: each chain's keys derive from it
     step_sizes: dict[str, float]
     stats: dict[str, dict[str, int]]  # counts per kernel since the start of the run
-    chain_acceptance: np.ndarray  # (B,) fraction of the last sweep's proposals accepted
+    chain_acceptance: np.ndarray  # (K * B,) fraction of the last sweep's proposals accepted
+    swaps: dict[str, list[int]]  # replica exchange: (proposed, accepted) per neighbour pair
+    replicas: int = 1
+
+    def cold(self) -> SamplerState:
+        """The chains at temperature 1 (what a run records); the state itself without replicas."""
+        if self.replicas == 1:
+            return self
+        b = len(self.chain_ids) // self.replicas
+        return self._replace(chains=jax.tree.map(lambda x: x[:b], self.chains),
+                             chain_ids=self.chain_ids[:b],
+                             chain_acceptance=self.chain_acceptance[:b], replicas=1)
 
     @property
     def position(self) -> CrystalArrays:
@@ -170,8 +188,11 @@ class Sampler:
         if self._cons_cache is not None and self._cons_cache[0] == batch:
             return self._cons_cache[1]
         c = self.constraints
+        k = len(self.config.ladder)
         if c.species_move.ndim == 1:
             c = c.broadcast(batch)
+        elif k > 1 and c.species_move.shape[0] * k == batch:  # per chain: every replica alike
+            c = SiteConstraints(*(np.concatenate([f] * k) for f in c))
         if c.species_move.shape[0] != batch:
             raise ValueError(f"constraints are for {c.species_move.shape[0]} chains, not {batch}")
         self._cons_cache = (batch, SiteConstraints(*(jnp.asarray(f) for f in c)))
@@ -204,18 +225,18 @@ class Sampler:
         conditioned_ = target.conditioners is not None
         chunk_size = self.config.chunk_size
 
-        def step(move_key, chain_ids, chains, constraints, site, step_size, beta):
+        def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
             b = chain_ids.shape[0]
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(move_key, chain_ids)
 
             def one(args):
-                key, chain, cons = args
+                key, chain, cons, beta = args
                 return kernel(key, chain, target, cons, site, step_size, beta)
 
             # chunks of chains: one huge batch runs slower per chain on CPU (cache misses); with
             # conditioners one chunk, so the host predicts the whole batch in one call
             size = b if conditioned_ else min(chunk_size, b)
-            new, info = jax.lax.map(one, (keys, chains, constraints), batch_size=size)
+            new, info = jax.lax.map(one, (keys, chains, constraints, betas), batch_size=size)
             ok = info.is_active & info.is_valid
             counts = {
                 "proposed": info.is_active.sum(),
@@ -231,8 +252,11 @@ class Sampler:
 
     # ------------------------------------------------------------------ chains
 
-    def init(self, positions: CrystalArrays, chain_ids: np.ndarray | None = None) -> SamplerState:
-        """Evaluate the posterior at the initial crystals; every one must have finite density."""
+    def init(self, positions: CrystalArrays, chain_ids: np.ndarray | None = None,
+             replicated: bool = False) -> SamplerState:
+        """Evaluate the posterior at the initial crystals; every one must have finite density.
+        With a temperature ladder every replica starts from the same crystals, unless the
+        positions already hold every replica (`replicated`, e.g. from a checkpoint)."""
         pos = CrystalArrays(*(jnp.asarray(f) for f in positions))
         b = int(pos.spacegroup.shape[0])
         lp = np.asarray(self.posterior.prior_logdensity(pos), np.float32)
@@ -249,10 +273,22 @@ class Sampler:
             )
         chains = CrystalState(pos, jnp.asarray(lp + ll), jnp.asarray(lp), jnp.asarray(ll),
                               {k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        k = len(self.config.ladder)
+        if replicated:
+            b //= k
         ids = np.arange(b) if chain_ids is None else np.asarray(chain_ids)
+        if k > 1:  # chain ids replica after replica
+            if not replicated:
+                chains = jax.tree.map(lambda x: jnp.concatenate([x] * k), chains)
+            ids = np.concatenate([ids + r * b for r in range(k)])
         steps = {"coords": self.config.coord_step, "lattice": self.config.lattice_step}
+        pairs = {self._pair_name(r): [0, 0] for r in range(k - 1)}
         return SamplerState(chains, ids.astype(np.int32), steps, new_stats(),
-                            np.full(b, np.nan))
+                            np.full(b * k, np.nan), pairs, k)
+
+    def _pair_name(self, r: int) -> str:
+        t = self.config.ladder
+        return f"T{t[r]:g}<->T{t[r + 1]:g}"
 
     def run_one(
         self, key: jax.Array, index: int, state: SamplerState, temperature: float | None = None
@@ -265,9 +301,11 @@ class Sampler:
     ) -> tuple[SamplerState, dict[str, dict[str, int]]]:
         """One pass of the schedule; returns the new state and this sweep's counts per kernel."""
         t = self.posterior.temperature if temperature is None else float(temperature)
-        beta = jnp.float32(1.0 / t)
-        chains = state.chains
         b = len(state.chain_ids)
+        per_replica = b // state.replicas
+        beta = jnp.asarray(np.repeat([1.0 / (t * r) for r in self.config.ladder], per_replica),
+                           jnp.float32)
+        chains = state.chains
         cons = self._batched_constraints(b)
         ids = jnp.asarray(state.chain_ids)
         done: list = []
@@ -298,7 +336,36 @@ class Sampler:
         total = add_stats({k: dict(v) for k, v in state.stats.items()}, stats)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = accepted / proposed
-        return state._replace(chains=chains, stats=total, chain_acceptance=rate), stats
+        state = state._replace(chains=chains, stats=total, chain_acceptance=rate)
+        if state.replicas > 1:
+            state = self._exchange(jax.random.fold_in(key, 1 << 20), state, t)
+        return state, stats
+
+    def _exchange(self, key: jax.Array, state: SamplerState, temperature: float
+                  ) -> SamplerState:
+        """Replica exchange between neighbours (pairs (0,1), (2,3), ... or (1,2), (3,4), ..., one
+        of the two at random): chain j of replicas r and r+1 swap crystals with probability
+        min(1, exp((beta_r - beta_r+1) (log pi(x_r+1) - log pi(x_r))))."""
+        k = state.replicas
+        b = len(state.chain_ids) // k
+        betas = np.array([1.0 / (temperature * r) for r in self.config.ladder])
+        k_first, k_u = jax.random.split(key)
+        first = int(jax.random.bernoulli(k_first)) if k > 2 else 0
+        ld = np.asarray(state.chains.logdensity, np.float64).reshape(k, b)
+        u = np.asarray(jax.random.uniform(k_u, (k, b)), np.float64)
+        order = np.arange(k * b)
+        swaps = {name: list(v) for name, v in state.swaps.items()}
+        for r in range(int(first), k - 1, 2):
+            with np.errstate(invalid="ignore"):
+                log_a = (betas[r] - betas[r + 1]) * (ld[r + 1] - ld[r])
+            do = np.log(u[r]) < np.nan_to_num(log_a, nan=-np.inf)
+            lo, hi = r * b + np.flatnonzero(do), (r + 1) * b + np.flatnonzero(do)
+            order[lo], order[hi] = hi, lo
+            counts = swaps[self._pair_name(r)]
+            counts[0] += b
+            counts[1] += int(do.sum())
+        idx = jnp.asarray(order)
+        return state._replace(chains=jax.tree.map(lambda x: x[idx], state.chains), swaps=swaps)
 
     def adapt(self, state: SamplerState, stats: dict[str, dict[str, int]], iteration: int
               ) -> SamplerState:

@@ -86,12 +86,16 @@ CONFIGS: dict[str, PriorConfig] = {
 
 def enable_compilation_cache(path: str | None = None) -> None:
     """Keep compiled programs on disk ($CFMC_CACHE/jax, default ~/.cache/cfmc/jax), so repeated
-    command-line runs skip XLA compilation (tens of seconds per shape on a small CPU)."""
+    runs skip XLA compilation (tens of seconds per shape on a small CPU). CFMC_COMPILE_CACHE=0
+    turns it off; a cache folder already set (e.g. by a test session) is kept."""
     import os
     from pathlib import Path
 
     import jax
 
+    if os.environ.get("CFMC_COMPILE_CACHE", "1") == "0" or (
+            path is None and jax.config.jax_compilation_cache_dir):
+        return
     root = Path(os.environ.get("CFMC_CACHE", Path.home() / ".cache" / "cfmc"))
     jax.config.update("jax_compilation_cache_dir", str(path or root / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -98,13 +98,15 @@ class TokenLogProbs(NamedTuple):
 
 
 def sample_one(
-    model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p
+    model: CrystalFormer, key, g, allowed, fixed_w, fixed_a, fixed_x, temperature, top_p,
+    fixed_lattice=None,
 ) -> tuple[CrystalArrays, LogProbTerms, TokenLogProbs]:
     """One crystal from the KV-cached autoregressive sampler (pure JAX; vmap for many).
 
     allowed: (N, 119) species masks; fixed_w / fixed_a (-1: draw) and fixed_x (NaN: draw) clamp
     tokens, which are then scored instead of drawn, so with every token clamped this evaluates the
-    per-token log densities of a given crystal (teacher forcing)."""
+    per-token log densities of a given crystal (teacher forcing); fixed_lattice (6,) clamps the
+    lattice where not NaN (its log density is then that of the given one)."""
     cfg = model.config
     n = cfg.max_sites
     t = wyckoff_tables()
@@ -206,6 +208,9 @@ def sample_one(
     norm = lattice_distribution(params, lat_free, temperature, cfg.sigma_min).sample(key)
     _, factor = normalise_lattice(norm, lattice_scale(g, w))
     lattice = symmetrize_lattice(g, norm / factor, xp=jnp)
+    if fixed_lattice is not None:  # NaN entries: drawn
+        fixed_lattice = jnp.asarray(fixed_lattice, lattice.dtype)
+        lattice = jnp.where(jnp.isnan(fixed_lattice), lattice, fixed_lattice)
     lp_l = lattice_log_prob(params, g, w, lattice, cfg.sigma_min)
 
     arrays = CrystalArrays(g, w, a, xyz, lattice, w > 0)

@@ -30,6 +30,9 @@ def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
                    help="stop once every traced scalar has R-hat <= R (e.g. 1.01)")
     p.add_argument("--min-ess", type=float, default=None, metavar="N",
                    help="... and bulk ESS >= N (e.g. 400)")
+    p.add_argument("--ladder", type=float, nargs="+", default=[1.0], metavar="T",
+                   help="replica exchange over these temperatures (first 1, increasing; "
+                   "multiples of --temperature); the output is the temperature-1 replica")
     p.add_argument("--block", action=argparse.BooleanOptionalAction, default=block,
                    help="a prior block move in every sweep (redraws all blanks, or in free "
                    "design the whole sequence, from the prior's conditionals; exact)")

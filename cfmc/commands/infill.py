@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result = infill(
         args.template, args.out, chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in,
         until_rhat=args.until_rhat, min_ess=args.min_ess, block=args.block,
+        ladder=args.ladder,
         elements=args.elements, site_elements=site_elements(args.site_elements),
         ties=site_pairs(args.tie, "tie"), differ=site_pairs(args.differ, "differ"),
         allow_radioactive=args.allow_radioactive, species_proposal=args.species_proposal,

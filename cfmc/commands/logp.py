@@ -16,9 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cfmc.priors.config import enable_compilation_cache
-
-    enable_compilation_cache()
     from cfmc.priors.evaluate import score_file
 
     out = Path(args.out)

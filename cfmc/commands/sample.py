@@ -26,9 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cfmc.priors.config import enable_compilation_cache
-
-    enable_compilation_cache()
     from cfmc.prior_samples import sample_prior
 
     res = sample_prior(

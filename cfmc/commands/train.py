@@ -54,9 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cfmc.priors.config import enable_compilation_cache
-
-    enable_compilation_cache()
     from cfmc.priors.train import TrainOptions
     from cfmc.priors.workflow import train_prior
 

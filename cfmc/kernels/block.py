@@ -20,19 +20,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from cfmc.kernels.base import Proposal, ProposalFn
+from cfmc.kernels.lattice import is_valid_cell
 
 
 def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
                          fixed_species: np.ndarray | None = None,
                          fixed_coords: np.ndarray | None = None,
-                         allowed_species: np.ndarray | None = None) -> ProposalFn:
+                         allowed_species: np.ndarray | None = None,
+                         lattice: bool = False) -> ProposalFn:
     """The block proposal of a template (or of free design when the fixed_* are None).
 
     fixed_*: the template in the sampler's form over the model's slots (letters -1, species -1
     and coordinates NaN mark blanks; padding letters after the template's sites), e.g.
     `**template.sampler_clamps(N)`; allowed_species: (N, 119) or (119,) species masks.
     Positions may carry fewer slots than the model (infill keeps exactly the template's sites);
-    a proposal that does not fit them is invalid.
+    a proposal that does not fit them is invalid. lattice: redraw the lattice too, from p(L |
+    the new sites) (for targets that keep the lattice in the chain); else it stays.
     """
     from cfmc.priors.sample import sample_one
 
@@ -61,25 +64,36 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
         w = jnp.where(keep & (fw < 0), cur_w, fw)
         a = jnp.where(keep[:, None] & (fa < 0)[:, None], cur_a[:, None], fa[:, None])[:, 0]
         x = jnp.where(keep[:, None] & jnp.isnan(fx), cur_x, fx)
-        new, _, drawn = sample_one(model, k_new, g, allow, w, a, x, one, one)
-        _, _, scored = sample_one(model, k_old, g, allow, cur_w, cur_a, cur_x, one, one)
+        # the draw and the scoring of the current crystal in one vmapped sampler (one program)
+        lat = jnp.stack([jnp.full(6, jnp.nan, jnp.float32), position.lattice.astype(jnp.float32)])
+        both, terms, tokens = jax.vmap(
+            sample_one, in_axes=(None, 0, None, None, 0, 0, 0, None, None, 0)
+        )(model, jnp.stack([k_new, k_old]), g, allow, jnp.stack([w, cur_w]),
+          jnp.stack([a, cur_a]), jnp.stack([x, cur_x]), one, one, lat)
+        new = jax.tree.map(lambda v: v[0], both)
+        new_terms, old_terms = (jax.tree.map(lambda v, i=i: v[i], terms) for i in (0, 1))
+        drawn, scored = (jax.tree.map(lambda v, i=i: v[i], tokens) for i in (0, 1))
         blank_w = jnp.concatenate([w < 0, jnp.zeros(1, bool)])  # the appended pad is forced
 
-        def log_q(tokens) -> jax.Array:
+        def log_q(tokens, terms) -> jax.Array:
             return (jnp.sum(jnp.where(blank_w, tokens.wyckoff, 0.0))
                     + jnp.sum(jnp.where(a < 0, tokens.species, 0.0))
-                    + jnp.sum(jnp.where(jnp.isnan(x), tokens.coords, 0.0)))
+                    + jnp.sum(jnp.where(jnp.isnan(x), tokens.coords, 0.0))
+                    + (terms.lattice if lattice else 0.0))
 
         species = new.species[:n].astype(position.species.dtype)
         proposed = position._replace(
             wyckoff=new.wyckoff[:n].astype(position.wyckoff.dtype), species=species,
-            coords=new.coords[:n].astype(position.coords.dtype), mask=new.mask[:n])
+            coords=new.coords[:n].astype(position.coords.dtype), mask=new.mask[:n],
+            lattice=(new.lattice.astype(position.lattice.dtype) if lattice
+                     else position.lattice))
         fits = ~jnp.any(new.mask[n:])
         ties = jnp.all(species[constraints.tie] == species)
         pairs = constraints.differ
         differ = jnp.all(species[pairs[:, 0]] != species[pairs[:, 1]])
-        log_q_ratio = log_q(scored) - log_q(drawn)
-        valid = fits & ties & differ & jnp.isfinite(log_q_ratio)
+        log_q_ratio = log_q(scored, old_terms) - log_q(drawn, new_terms)
+        valid = fits & ties & differ & jnp.isfinite(log_q_ratio) & is_valid_cell(
+            proposed.lattice)
         return Proposal(proposed, log_q_ratio, valid, jnp.bool_(True))
 
     return propose
