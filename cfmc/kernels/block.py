@@ -15,6 +15,8 @@ ratio is one and every proposal is accepted.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,9 +35,10 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
     fixed_*: the template in the sampler's form over the model's slots (letters -1, species -1
     and coordinates NaN mark blanks; padding letters after the template's sites), e.g.
     `**template.sampler_clamps(N)`; allowed_species: (N, 119) or (119,) species masks.
-    Positions may carry fewer slots than the model (infill keeps exactly the template's sites);
-    a proposal that does not fit them is invalid. lattice: redraw the lattice too, from p(L |
-    the new sites) (for targets that keep the lattice in the chain); else it stays.
+    Positions may carry fewer slots than the model (infill keeps exactly the template's sites):
+    the proposal then ends with them, and the sampler decodes only those slots. lattice: redraw
+    the lattice too, from p(L | the new sites) (for targets that keep the lattice in the
+    chain); else it stays.
     """
     from cfmc.priors.sample import sample_one
 
@@ -64,21 +67,25 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
         w = jnp.where(keep & (fw < 0), cur_w, fw)
         a = jnp.where(keep[:, None] & (fa < 0)[:, None], cur_a[:, None], fa[:, None])[:, 0]
         x = jnp.where(keep[:, None] & jnp.isnan(fx), cur_x, fx)
+        if n < n_model:  # the positions hold n slots: the letter after them is padding
+            w = w.at[n].set(0)
         # the draw and the scoring of the current crystal in one vmapped sampler (one program)
         lat = jnp.stack([jnp.full(6, jnp.nan, jnp.float32), position.lattice.astype(jnp.float32)])
+        sampler = functools.partial(sample_one, num_slots=n)  # slots past n hold padding
         both, terms, tokens = jax.vmap(
-            sample_one, in_axes=(None, 0, None, None, 0, 0, 0, None, None, 0)
+            sampler, in_axes=(None, 0, None, None, 0, 0, 0, None, None, 0)
         )(model, jnp.stack([k_new, k_old]), g, allow, jnp.stack([w, cur_w]),
           jnp.stack([a, cur_a]), jnp.stack([x, cur_x]), one, one, lat)
         new = jax.tree.map(lambda v: v[0], both)
         new_terms, old_terms = (jax.tree.map(lambda v, i=i: v[i], terms) for i in (0, 1))
         drawn, scored = (jax.tree.map(lambda v, i=i: v[i], tokens) for i in (0, 1))
-        blank_w = jnp.concatenate([w < 0, jnp.zeros(1, bool)])  # the appended pad is forced
+        blank_w = jnp.concatenate([w < 0, jnp.zeros(1, bool)])[: n + 1]  # last pad forced
+        blank_a, blank_x = a[:n] < 0, jnp.isnan(x[:n])
 
         def log_q(tokens, terms) -> jax.Array:
-            return (jnp.sum(jnp.where(blank_w, tokens.wyckoff, 0.0))
-                    + jnp.sum(jnp.where(a < 0, tokens.species, 0.0))
-                    + jnp.sum(jnp.where(jnp.isnan(x), tokens.coords, 0.0))
+            return (jnp.sum(jnp.where(blank_w, tokens.wyckoff[: n + 1], 0.0))
+                    + jnp.sum(jnp.where(blank_a, tokens.species, 0.0))
+                    + jnp.sum(jnp.where(blank_x, tokens.coords, 0.0))
                     + (terms.lattice if lattice else 0.0))
 
         species = new.species[:n].astype(position.species.dtype)
@@ -87,12 +94,11 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
             coords=new.coords[:n].astype(position.coords.dtype), mask=new.mask[:n],
             lattice=(new.lattice.astype(position.lattice.dtype) if lattice
                      else position.lattice))
-        fits = ~jnp.any(new.mask[n:])
         ties = jnp.all(species[constraints.tie] == species)
         pairs = constraints.differ
         differ = jnp.all(species[pairs[:, 0]] != species[pairs[:, 1]])
         log_q_ratio = log_q(scored, old_terms) - log_q(drawn, new_terms)
-        valid = fits & ties & differ & jnp.isfinite(log_q_ratio) & is_valid_cell(
+        valid = ties & differ & jnp.isfinite(log_q_ratio) & is_valid_cell(
             proposed.lattice)
         return Proposal(proposed, log_q_ratio, valid, jnp.bool_(True))
 
