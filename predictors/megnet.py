@@ -94,22 +94,35 @@ def _resolve(source: str | os.PathLike) -> Path:
 
     searched = ", ".join(str(p) for p in _model_roots()) or "no model folders"
     where = f"not a folder, not in {searched} (${ENV_MODELS}, ${ENV_SHARED}/models)"
-    try:  # matgl's download cache first: no network, no retries
-        files = _get_file_paths(Path(name), str_path=name, local_files_only=True)
-    except Exception:
-        if not _hub_reachable():  # fail fast offline instead of a minute of retries
-            raise FileNotFoundError(
-                f"MEGNet model {name!r} not found: {where}, not in matgl's cache, and the "
-                "Hugging Face Hub is unreachable; put the checkpoint folder there"
-            ) from None
-        try:
-            files = _get_file_paths(Path(name), str_path=name)
-        except Exception as e:
-            raise FileNotFoundError(
-                f"MEGNet model {name!r} not found: {where}, and matgl could not fetch it by "
-                f"name ({type(e).__name__}: {e})"
-            ) from e
+    cached = _hub_cache(name)  # a download of an earlier session: no network needed
+    if cached is not None:
+        return cached
+    if not _hub_reachable():  # fail fast offline instead of a minute of retries
+        raise FileNotFoundError(
+            f"MEGNet model {name!r} not found: {where}, not in the Hugging Face cache, and "
+            "the Hub is unreachable; put the checkpoint folder there"
+        )
+    try:
+        files = _get_file_paths(Path(name), str_path=name)
+    except Exception as e:
+        raise FileNotFoundError(
+            f"MEGNet model {name!r} not found: {where}, and matgl could not fetch it by "
+            f"name ({type(e).__name__}: {e})"
+        ) from e
     return Path(files["model.json"]).parent
+
+
+def _hub_cache(name: str) -> Path | None:
+    """The folder of a matgl model already in the Hugging Face cache, else None (offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from matgl.utils.io import HF_MATGL_ORG
+
+        repo = name if "/" in name else f"{HF_MATGL_ORG}/{name}"
+        paths = [try_to_load_from_cache(repo, f) for f in _MODEL_FILES]
+    except Exception:  # an odd name or an older huggingface_hub: not cached
+        return None
+    return Path(paths[0]).parent if all(isinstance(p, str) for p in paths) else None
 
 
 def _model_roots() -> list[Path]:
