@@ -26,6 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ROCKSALT = "225-a-[?]-0-0-0-b-O-1/2-1/2-1/2"
 PEROVSKITE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
+# a child that turns SIGINT into KeyboardInterrupt even when started from a background job
+# (where the shell ignores SIGINT and the child would inherit that)
+CLI = ["-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+       "from cfmc.cli import main; sys.exit(main())"]
 RESULTS: list[tuple[bool, str, str]] = []
 
 
@@ -81,7 +85,7 @@ def run_args(prior: Path, out: Path, template: str = ROCKSALT, extra: list[str] 
 
 
 def subprocess_cli(argv: list[str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cfmc.cli", *argv], stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *CLI, *argv], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, cwd=ROOT, **kw)
 
 

@@ -25,7 +25,7 @@ from cfmc.kernels.constraints import SiteConstraints
 BLANK = "[?]"
 COORD_TOL = 1e-3
 MAX_COORD = 1e6  # fractional coordinates are taken modulo 1; larger ones lose every digit
-OVERLAP_TOL = 1e-3  # two atoms closer than this (fractional) sit on one point
+OVERLAP_TOL = 1e-4  # two atoms closer than this (fractional) sit on one point (as wyckoff.orbit)
 
 
 def _parse_number(text: str, field: str) -> float:

@@ -61,7 +61,7 @@ class TrainOptions:
 
         v.integer(self.epochs, "epochs", 1)
         v.integer(self.batch_size, "batch_size", 1)
-        v.real(self.lr, "lr", 0.0, low_open=True)
+        v.real(self.lr, "lr", 0.0)  # 0: the weights stay (a check of the pipeline)
         v.real(self.weight_decay, "weight_decay", 0.0)
         v.integer(self.warmup_steps, "warmup_steps", 0)
         v.real(self.end_lr_fraction, "end_lr_fraction", 0.0, 1.0)

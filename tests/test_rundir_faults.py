@@ -23,6 +23,10 @@ from cfmc.rundir_lock import LOCK
 
 pytest.importorskip("cfmc.priors")
 
+# a child that turns SIGINT into KeyboardInterrupt even when started from a background job
+# (where the shell ignores SIGINT and the child would inherit that)
+CLI = ["-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+       "from cfmc.cli import main; sys.exit(main())"]
 TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 
 
@@ -35,7 +39,7 @@ def _args(prior_dir, out, sweeps=6, extra=()):
 
 def _cli(args, **kw) -> subprocess.Popen:
     """`cfmc ARGS` in a fresh interpreter (never a fork of this one, where JAX runs)."""
-    return subprocess.Popen([sys.executable, "-m", "cfmc.cli", *args], stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *CLI, *args], stderr=subprocess.PIPE,
                             text=True, **kw)
 
 
