@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -30,6 +31,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cfmc", description="Bayesian crystal design with a space-group-informed prior."
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
@@ -52,11 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_load(args.command).run(args) or 0)
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"cfmc {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line per error; --debug shows the traceback
+        if args.debug:
+            raise
+        code, kind = exit_code(e)
+        print(f"cfmc {args.command}: {kind}: {one_line(e)}", file=sys.stderr)
+        return code
+
+
+def exit_code(e: BaseException) -> tuple[int, str]:
+    """(2, 'error') for bad input (values, missing or existing files, a locked run directory);
+    (1, 'failed') for a failure while running (I/O errors such as a full disk, bugs)."""
+    if isinstance(e, ValueError | FileNotFoundError | FileExistsError | NotADirectoryError
+                  | IsADirectoryError):
+        return 2, "error"
+    return 1, "failed"
+
+
+def one_line(e: BaseException) -> str:
+    """The message of `e` on one line; I/O errors and unexpected ones name their type."""
+    text = " ".join(str(e).split())
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError | FileExistsError):
+        hint = " (disk full?)" if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        return f"{text}{hint}; files written before the error are kept"
+    if not isinstance(e, ValueError | OSError):
+        return f"{type(e).__name__}: {text or 'no message'} (run with --debug for the traceback)"
+    return text
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cfmc import validate
 from cfmc import wyckoff as wy
 from cfmc.arrays import CrystalArrays
 
@@ -85,6 +86,8 @@ class Crystal:
         from pymatgen.core import Structure
 
         text = str(cif)
+        if "\n" not in text and "data_" not in text and not Path(text).is_file():
+            raise FileNotFoundError(f"no such CIF file: {text}")
         try:
             if "\n" not in text and Path(text).exists():
                 structure = Structure.from_file(text)
@@ -100,9 +103,9 @@ class Crystal:
         """Expand every site with its Wyckoff position's operations into the conventional cell."""
         from pymatgen.core import Lattice, Structure
 
-        if self.lattice is None or not np.all(np.isfinite(self.lattice)):
+        if self.lattice is None:
             raise ValueError("this crystal has no lattice; give one to build a structure")
-        lattice = Lattice.from_parameters(*np.asarray(self.lattice, float))
+        lattice = Lattice.from_parameters(*validate.lattice(np.asarray(self.lattice, float)))
         species: list[str] = []
         frac: list[np.ndarray] = []
         for w, s, x in zip(self.wyckoff, self.species, self.coords, strict=True):
@@ -133,7 +136,8 @@ class Crystal:
 
     def with_lattice(self, lattice: Sequence[float]) -> Crystal:
         return Crystal(self.spacegroup, self.wyckoff, self.species, self.coords,
-                       wy.symmetrize_lattice(self.spacegroup, lattice), self.properties)
+                       wy.symmetrize_lattice(self.spacegroup, validate.lattice(lattice)),
+                       self.properties)
 
     def __repr__(self) -> str:
         lat = "" if self.lattice is None else " L=" + ",".join(f"{v:.3f}" for v in self.lattice)
@@ -174,6 +178,7 @@ def _dataset(cell, symprec: float, hall_number: int = 0):
 
 
 def _from_structure(structure, symprec: float) -> Crystal:
+    symprec = validate.symprec(symprec)
     if not structure.is_ordered:
         raise ValueError("disordered structure (partial occupancies) cannot be represented")
     from pymatgen.core.periodic_table import DummySpecies
@@ -181,6 +186,7 @@ def _from_structure(structure, symprec: float) -> Crystal:
     for sp in structure.species:
         if isinstance(sp, DummySpecies) or not 1 <= getattr(sp, "Z", 0) <= 118:
             raise ValueError(f"unknown element '{sp}' in the structure")
+    _check_distinct_atoms(structure)
     cell = (
         np.asarray(structure.lattice.matrix),
         np.asarray(structure.frac_coords),
@@ -224,6 +230,22 @@ def _from_structure(structure, symprec: float) -> Crystal:
         np.array([s[4] for s in sites]).reshape(-1, 3),
         wy.symmetrize_lattice(g, lattice),
     )
+
+
+def _check_distinct_atoms(structure, tol: float = 0.1) -> None:
+    """Refuse a structure with two atoms on one point (closer than `tol` Angstrom), naming them;
+    spglib would merge them into a crystal that is not the structure given."""
+    if len(structure) < 2:
+        return
+    if not np.all(np.isfinite(structure.lattice.matrix)) or structure.volume <= 1e-6:
+        raise ValueError(f"structure lattice {structure.lattice.abc} has no finite volume")
+    d = np.asarray(structure.distance_matrix)
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    if d[i, j] < tol:
+        raise ValueError(
+            f"atoms {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+            f"are {d[i, j]:.3f} A apart: two atoms on one point")
 
 
 def _assign_position(g: int, members: np.ndarray, t: wy.WyckoffTables) -> tuple[str, np.ndarray]:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -65,7 +66,12 @@ def read_table(path: str | Path, limit: int | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
-    table = pd.read_csv(path, nrows=limit)
+    try:
+        table = pd.read_csv(path, nrows=limit)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: cannot read it as a CSV ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())}); is it truncated?") from None
     if "cif" not in table.columns:
         raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(table.columns)})")
     return table.drop(columns=[c for c in table.columns if c.startswith("Unnamed")])

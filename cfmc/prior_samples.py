@@ -31,6 +31,7 @@ def sample_prior(
     `elements` restricts the species, `top_p` filters them by nucleus sampling."""
     import jax
 
+    from cfmc import validate
     from cfmc.arrays import CrystalArrays
     from cfmc.chemistry import element_mask, structurally_valid
     from cfmc.crystal import from_arrays
@@ -39,8 +40,11 @@ def sample_prior(
     from cfmc.wyckoff import check_spacegroup
 
     check_spacegroup(spacegroup)
-    if num < 1:
-        raise ValueError(f"--num must be positive, got {num}")
+    validate.integer(num, "num", 1)
+    validate.real(temperature, "temperature", 0.0, low_open=True)
+    validate.real(top_p, "top_p", 0.0, 1.0, low_open=True)
+    validate.seed(seed)
+    validate.integer(max_rounds, "max_rounds", 1)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty (pass --force to write into it)")

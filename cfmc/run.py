@@ -30,6 +30,7 @@ from cfmc.mixing import BurnIn, has_mixed, worst
 from cfmc.outputs import write_outputs
 from cfmc.posterior import Posterior
 from cfmc.record import Recorder
+from cfmc.rundir_lock import guarded_run
 from cfmc.sweep import Sampler, SamplerState, SweepConfig, annealing, run_sweeps
 
 # key -> (one crystal per chain, what the start did, for the summary)
@@ -109,6 +110,7 @@ def check_resume(out: Path, settings: Mapping[str, Any]) -> None:
         raise ValueError(f"cannot resume {out} with other settings ({detail})")
 
 
+@guarded_run  # validated numbers and --out, the directory locked for the run (cfmc.rundir_lock)
 def run_chains(
     out: str | Path,
     posterior: Posterior,

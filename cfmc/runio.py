@@ -5,17 +5,21 @@ interrupted run leaves complete files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cfmc import validate
 from cfmc.arrays import CrystalArrays
+from cfmc.rundir_lock import LOCK
 
 CHECKPOINT = "checkpoint.npz"
 # everything a run writes (any command); `force` removes these and nothing else
@@ -34,7 +38,8 @@ def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path
         return path
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a directory")
-    if path.exists() and any(path.iterdir()):
+    validate.output_dir(path)
+    if path.exists() and any(p.name != LOCK for p in path.iterdir()):
         if not force:
             raise FileExistsError(
                 f"run directory {path} is not empty; pass --force to overwrite or --resume to "
@@ -51,9 +56,16 @@ def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path
 
 
 def _atomic(path: Path, write) -> Path:
+    """Write through a temporary file renamed into place; a failed write (a full disk) removes
+    the temporary and leaves the previous file as it was."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    tmp.replace(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return path
 
 
@@ -71,10 +83,17 @@ def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[s
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Inverse of `save_checkpoint`."""
-    with np.load(Path(path) / CHECKPOINT, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files if k != "__meta__"}
-        meta = json.loads(str(f["__meta__"]))
+    """Inverse of `save_checkpoint`; a damaged file is a ValueError naming it."""
+    file = Path(path) / CHECKPOINT
+    try:
+        with np.load(file, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != "__meta__"}
+            meta = json.loads(str(f["__meta__"]))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"damaged checkpoint {file} ({type(e).__name__}: {e}); start afresh "
+                         "with --force") from None
     return arrays, meta
 
 

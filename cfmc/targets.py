@@ -3,6 +3,7 @@ histograms, and the distance of samples to their targets (the paper's Fig. 9 met
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ def parse_assignments(items: Sequence[str], option: str) -> dict[str, float]:
             out[name] = float(value)
         except ValueError:
             raise ValueError(f"{option} '{item}': '{value}' is not a number") from None
+        if not math.isfinite(out[name]):
+            raise ValueError(f"{option} '{item}': expected a finite number")
     return out
 
 

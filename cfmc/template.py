@@ -10,25 +10,33 @@ Everything given in the template is fixed for the whole run.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
 
-from cfmc import wyckoff
+from cfmc import validate, wyckoff
 from cfmc.arrays import NUM_SPECIES, CrystalArrays
 from cfmc.chemistry import atomic_number, element_mask
 from cfmc.kernels.constraints import SiteConstraints
 
 BLANK = "[?]"
 COORD_TOL = 1e-3
+MAX_COORD = 1e6  # fractional coordinates are taken modulo 1; larger ones lose every digit
+OVERLAP_TOL = 1e-4  # two atoms closer than this (fractional) sit on one point (as wyckoff.orbit)
 
 
 def _parse_number(text: str, field: str) -> float:
     try:
-        return float(Fraction(text)) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
+        value = float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise ValueError(f"{field}: '{text}' is not a number, a fraction or {BLANK}") from None
+    if not math.isfinite(value) or abs(value) > MAX_COORD:
+        raise ValueError(f"{field}: '{text}' is not a finite fractional coordinate (a number or "
+                         f"fraction of size at most {MAX_COORD:g}, or {BLANK})")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +82,8 @@ class Template:
         index from 0); ties: groups of sites that must hold the same element; differ: pairs of sites
         whose elements must differ; exclude_radioactive drops Tc, Pm and Z >= 84 from every list.
         """
-        g, sites = _parse_sites(text)
+        g, sites = _parse_sites(validate.text(text, "template"))
+        _check_overlaps(g, sites)
         n = len(sites)
         base = element_mask(exclude_radioactive=exclude_radioactive)
         if elements is not None:
@@ -121,12 +130,14 @@ class Template:
                     "the radioactive exclusion leave nothing)"
                 )
         t = cls(g, tuple(sites), allowed, tuple(tie), tuple(pairs))
-        if pairs and all(
-            np.flatnonzero(allowed[i]).size == 1
-            and np.array_equal(allowed[i], allowed[j])
-            for i, j in pairs
-        ):
-            raise ValueError("differ: the allow-lists leave the paired sites no way to differ")
+        for i, j in pairs:
+            only = np.flatnonzero(allowed[i])
+            if only.size == 1 and np.array_equal(allowed[i], allowed[j]):
+                from pymatgen.core.periodic_table import Element
+
+                raise ValueError(
+                    f"differ ({i}, {j}): both sites can only hold {Element.from_Z(only[0])}, so "
+                    "they cannot differ (widen their allow-lists or drop the pair)")
         return t
 
     def constraints(self, max_sites: int) -> SiteConstraints:
@@ -254,7 +265,8 @@ class Template:
                            for s in self.sites]).reshape(-1, 3)
         coords = np.mod(coords, 1.0)
         coords[np.isclose(coords, 1.0, atol=1e-9)] = 0.0
-        lat = None if lattice is None else wyckoff.symmetrize_lattice(self.spacegroup, lattice)
+        lat = None if lattice is None else wyckoff.symmetrize_lattice(
+            self.spacegroup, validate.lattice(lattice))
         return Crystal(self.spacegroup, self.letters, tuple(s.element for s in self.sites),
                        coords, lat)
 
@@ -266,6 +278,9 @@ class Template:
         return "-".join(parts)
 
 
+_EXPONENT = re.compile(r"^-?(\d+\.?\d*|\.\d+)[eE]$")
+
+
 def _is_letter(token: str) -> bool:
     return len(token) == 1 and (token.islower() or token == "A")
 
@@ -275,7 +290,10 @@ def _split_sites(tokens: list[str]) -> list[tuple[str, str | None, list[str]]]:
     merged: list[str] = []
     i = 0
     while i < len(tokens):  # a leading minus (e.g. `-1/4`) splits off an empty field
-        if tokens[i] == "" and i + 1 < len(tokens):
+        if _EXPONENT.match(tokens[i]) and i + 1 < len(tokens) and tokens[i + 1][:1].isdigit():
+            merged.append(tokens[i] + "-" + tokens[i + 1])  # `1e-3` split at its minus
+            i += 2
+        elif tokens[i] == "" and i + 1 < len(tokens):
             merged.append("-" + tokens[i + 1])
             i += 2
         else:
@@ -298,6 +316,8 @@ def _split_sites(tokens: list[str]) -> list[tuple[str, str | None, list[str]]]:
 
 def _parse_sites(text: str) -> tuple[int, list[TemplateSite]]:
     fields = [f.strip() for f in text.strip().split("-")]
+    if len(fields) > 1 and not fields[0] and fields[1]:  # `-5-a-...`: a negative space group
+        raise ValueError(f"space group: '-{fields[1]}' is not an integer 1..230")
     if not fields or not fields[0]:
         raise ValueError("template is empty")
     try:
@@ -393,3 +413,35 @@ def _parse_sites(text: str) -> tuple[int, list[TemplateSite]]:
             seen_fixed.add(letter)
         sites.append(TemplateSite(letter, element, tuple(coords)))
     return g, sites
+
+
+def _check_overlaps(g: int, sites: list[TemplateSite]) -> None:
+    """Refuse fully given sites that put two atoms on one point: an orbit folding onto itself
+    (a free coordinate at a special value) or two sites' orbits sharing a point."""
+    orbits: list[tuple[int, np.ndarray]] = []
+    for k, s in enumerate(sites):
+        if any(c is None for c in s.coords):
+            continue
+        try:
+            pts = np.mod(wyckoff.orbit(g, s.letter, np.array(s.coords, float)), 1.0)
+            d = pts[:, None, :] - pts[None, :, :]
+            d = np.abs(d - np.rint(d)).max(axis=-1)
+            np.fill_diagonal(d, np.inf)
+            folded = d.min() < OVERLAP_TOL
+        except ValueError:  # fewer distinct images than the multiplicity
+            folded = True
+        if folded:
+            raise ValueError(
+                f"site {k} ({s.letter}): coordinates {_coords_text(s)} put two atoms of the orbit "
+                f"on one point (a special position: use its own Wyckoff letter)")
+        for j, other in orbits:
+            d = pts[:, None, :] - other[None, :, :]
+            if np.abs(d - np.rint(d)).max(axis=-1).min() < OVERLAP_TOL:
+                raise ValueError(
+                    f"sites {j} ({sites[j].letter}) and {k} ({s.letter}) put atoms on one point "
+                    f"({_coords_text(sites[j])} and {_coords_text(s)})")
+        orbits.append((k, pts))
+
+
+def _coords_text(site: TemplateSite) -> str:
+    return "(" + ", ".join(f"{c:.6g}" for c in site.coords) + ")"

@@ -76,13 +76,7 @@ def find_model_dir(source: str | os.PathLike) -> Path | None:
     path = Path(source).expanduser()
     if _is_model_dir(path):
         return path
-    roots = []
-    if os.environ.get(ENV_MODELS):
-        roots.append(Path(os.environ[ENV_MODELS]).expanduser())
-    if os.environ.get(ENV_SHARED):
-        roots.append(Path(os.environ[ENV_SHARED]).expanduser() / "models")
-    roots.append(Path(__file__).resolve().parents[2] / "shared" / "models")
-    for root in roots:
+    for root in _model_roots():
         if _is_model_dir(root / path.name):
             return root / path.name
     return None
@@ -96,17 +90,64 @@ def _resolve(source: str | os.PathLike) -> Path:
     name = str(source)
     if Path(name).expanduser().exists():
         raise FileNotFoundError(f"{name} is not a matgl checkpoint folder (needs {_MODEL_FILES})")
-    try:
-        from matgl.utils.io import _get_file_paths  # matgl's own name -> files resolution
+    from matgl.utils.io import _get_file_paths  # matgl's own name -> files resolution
 
+    searched = ", ".join(str(p) for p in _model_roots()) or "no model folders"
+    where = f"not a folder, not in {searched} (${ENV_MODELS}, ${ENV_SHARED}/models)"
+    cached = _hub_cache(name)  # a download of an earlier session: no network needed
+    if cached is not None:
+        return cached
+    if not _hub_reachable():  # fail fast offline instead of a minute of retries
+        raise FileNotFoundError(
+            f"MEGNet model {name!r} not found: {where}, not in the Hugging Face cache, and "
+            "the Hub is unreachable; put the checkpoint folder there"
+        )
+    try:
         files = _get_file_paths(Path(name), str_path=name)
     except Exception as e:
-        where = ", ".join(f"${v}" for v in (ENV_MODELS, ENV_SHARED))
         raise FileNotFoundError(
-            f"MEGNet model {name!r} not found: not a folder, not under {where}, and matgl could "
-            f"not fetch it by name ({type(e).__name__}: {e})"
+            f"MEGNet model {name!r} not found: {where}, and matgl could not fetch it by "
+            f"name ({type(e).__name__}: {e})"
         ) from e
     return Path(files["model.json"]).parent
+
+
+def _hub_cache(name: str) -> Path | None:
+    """The folder of a matgl model already in the Hugging Face cache, else None (offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from matgl.utils.io import HF_MATGL_ORG
+
+        repo = name if "/" in name else f"{HF_MATGL_ORG}/{name}"
+        paths = [try_to_load_from_cache(repo, f) for f in _MODEL_FILES]
+    except Exception:  # an odd name or an older huggingface_hub: not cached
+        return None
+    return Path(paths[0]).parent if all(isinstance(p, str) for p in paths) else None
+
+
+def _model_roots() -> list[Path]:
+    """The folders `find_model_dir` looks in for a checkpoint by name."""
+    roots = []
+    if os.environ.get(ENV_MODELS):
+        roots.append(Path(os.environ[ENV_MODELS]).expanduser())
+    if os.environ.get(ENV_SHARED):
+        roots.append(Path(os.environ[ENV_SHARED]).expanduser() / "models")
+    roots.append(Path(__file__).resolve().parents[2] / "shared" / "models")
+    return roots
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers a TCP connection within `timeout` seconds (and downloads
+    are not switched off by HF_HUB_OFFLINE)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _inner_class(meta: dict) -> str:

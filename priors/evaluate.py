@@ -66,10 +66,12 @@ def score_file(path: str | Path, prior=None, batch_size: int = 100,
     """log p of each crystal of a CSV (CDVAE layout), by term, keeping every input row in order
     with its own columns; a crystal with more sites than the model holds has probability zero
     (-inf), rows that could not be converted keep NaN and say why in `logp_error`."""
+    from cfmc import validate
     from cfmc.data import load_dataset, read_table
 
     from .io import load_prior
 
+    validate.integer(batch_size, "batch_size", 1)
     model = load_prior(prior)
     data = load_dataset(path, max_sites=model.config.max_sites, dedupe=None, limit=limit)
     terms = log_prob_many(model, data.arrays, batch_size)

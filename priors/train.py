@@ -55,6 +55,29 @@ class TrainOptions:
     progress: bool = True
     trainable: str = "all"  # "all", or "exclusion": only the exclusion zone's scalars
 
+    def __post_init__(self) -> None:
+        """Refuse settings that would train on nothing or into NaN weights, naming them."""
+        from cfmc import validate as v
+
+        v.integer(self.epochs, "epochs", 1)
+        v.integer(self.batch_size, "batch_size", 1)
+        v.real(self.lr, "lr", 0.0)  # 0: the weights stay (a check of the pipeline)
+        v.real(self.weight_decay, "weight_decay", 0.0)
+        v.integer(self.warmup_steps, "warmup_steps", 0)
+        v.real(self.end_lr_fraction, "end_lr_fraction", 0.0, 1.0)
+        v.real(self.clip_norm, "clip_norm", 0.0, low_open=True)
+        v.real(self.val_fraction, "val_fraction", 0.0, 1.0, high_open=True)
+        v.seed(self.seed)
+        v.seed(self.split_seed, "split_seed")
+        v.optional_real(self.max_minutes, "max_minutes", 0.0, low_open=True)
+        v.real(self.checkpoint_minutes, "checkpoint_minutes", 0.0, low_open=True)
+        if self.trainable not in ("all", "exclusion"):
+            raise ValueError(f"trainable = {self.trainable!r}: expected 'all' or 'exclusion'")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite; the checkpoints on disk are the last good ones."""
+
 
 def trainable_spec(model: CrystalFormer, trainable: str = "all"):
     """Which arrays training updates (an Equinox filter spec): every array, or only the
@@ -316,6 +339,12 @@ def train(
                 model, opt_state, device_batch(train_arrays, idx, size), key
             )
             nll = np.asarray(nll)
+            if not np.all(np.isfinite(nll)):  # stop before anything saves the broken weights
+                progress.close()
+                raise TrainingDiverged(
+                    f"training loss became non-finite ({float(nll[0])}) at epoch "
+                    f"{state.epoch + 1}, step {state.step + 1} (lr {opts.lr:g}); the last good "
+                    f"checkpoints are kept in {out} (best/, last/); try a lower --lr")
             state.partial = [p + float(v) for p, v in zip(state.partial, [*nll, 1.0], strict=True)]
             state.batch += 1
             state.step += 1

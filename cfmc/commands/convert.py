@@ -13,11 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lattice parameters for a string (Angstrom, degrees)")
     parser.add_argument("--symprec", type=float, default=0.1)
     parser.add_argument("--out", type=Path, help="write the CIF here (string input)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cfmc import validate
     from cfmc.crystal import Crystal
 
+    validate.symprec(args.symprec, "--symprec")
+    if args.out is not None:
+        validate.output_file(args.out, args.force)
     src = args.source
     if src.lower().endswith(".cif") or Path(src).is_file():
         crystal = Crystal.from_cif(src, args.symprec)

@@ -41,11 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from cfmc import runio
     from cfmc.design import design
     from cfmc.targets import gaussian_targets, parse_assignments
+    from cfmc.validate import real
 
     if args.spacegroup is None and args.template is None:
         raise ValueError("give --spacegroup or --template")
     targets = parse_assignments(args.target, "--target")
     sigmas = parse_assignments(args.sigma, "--sigma")
+    for name, sigma in sigmas.items():
+        real(sigma, f"--sigma {name}", 0.0, low_open=True)
     if not args.force:  # refuse before loading the predictors
         runio.prepare(args.out, resume=args.resume)
     result = design(

@@ -54,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
     """Read the CSV, predict each property, write the table and print MAE and failures."""
     from tqdm import tqdm
 
+    from cfmc.data import read_table
     from cfmc.predictors import get_predictor
+    from cfmc.validate import integer
 
     data, out = Path(args.data), Path(args.out)
     if not data.is_file():
         raise FileNotFoundError(f"no such data file: {data}")
+    integer(args.batch_size, "--batch-size", 1)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     if args.limit is not None and args.limit < 1:
@@ -66,14 +69,12 @@ def run(args: argparse.Namespace) -> int:
     names = list(dict.fromkeys(args.predictor))
     predictors = [get_predictor(n) for n in names]
 
-    table = pd.read_csv(data, nrows=args.limit)
-    if "cif" not in table.columns:
-        raise ValueError(f"{data} has no `cif` column (columns: {', '.join(table.columns)})")
+    table = read_table(data, args.limit)  # names a missing `cif` column or a truncated file
     progress = not args.no_progress and sys.stderr.isatty()
     structures, errors = _parse(table["cif"].tolist(), progress)
     good = [i for i, s in enumerate(structures) if s is not None]
 
-    step = max(1, int(args.batch_size))
+    step = args.batch_size
     for p in predictors:
         values = np.full(len(table), np.nan)
         with tqdm(total=len(good), desc=p.name, disable=not progress, unit="crystal") as bar:
