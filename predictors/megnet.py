@@ -97,10 +97,10 @@ def _resolve(source: str | os.PathLike) -> Path:
     cached = _hub_cache(name)  # a download of an earlier session: no network needed
     if cached is not None:
         return cached
-    if not _hub_reachable():  # fail fast offline instead of a minute of retries
+    if os.environ.get("CFMC_DOWNLOAD_MODELS") != "1":  # fail fast: no network unless asked
         raise FileNotFoundError(
-            f"MEGNet model {name!r} not found: {where}, not in the Hugging Face cache, and "
-            "the Hub is unreachable; put the checkpoint folder there"
+            f"MEGNet model {name!r} not found: {where}, nor in the Hugging Face cache; put the "
+            "checkpoint folder there, or set CFMC_DOWNLOAD_MODELS=1 to let matgl fetch it by name"
         )
     try:
         files = _get_file_paths(Path(name), str_path=name)
@@ -134,20 +134,6 @@ def _model_roots() -> list[Path]:
         roots.append(Path(os.environ[ENV_SHARED]).expanduser() / "models")
     roots.append(Path(__file__).resolve().parents[2] / "shared" / "models")
     return roots
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether huggingface.co answers a TCP connection within `timeout` seconds (and downloads
-    are not switched off by HF_HUB_OFFLINE)."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _inner_class(meta: dict) -> str:

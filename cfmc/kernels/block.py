@@ -98,8 +98,9 @@ def prior_block_proposal(model, fixed_wyckoff: np.ndarray | None = None,
         pairs = constraints.differ
         differ = jnp.all(species[pairs[:, 0]] != species[pairs[:, 1]])
         log_q_ratio = log_q(scored, old_terms) - log_q(drawn, new_terms)
-        valid = ties & differ & jnp.isfinite(log_q_ratio) & is_valid_cell(
-            proposed.lattice)
+        valid = ties & differ & jnp.isfinite(log_q_ratio)
+        if lattice:  # a drawn cell must be a cell (a kept one is the chain's business)
+            valid &= is_valid_cell(proposed.lattice)
         return Proposal(proposed, log_q_ratio, valid, jnp.bool_(True))
 
     return propose

@@ -21,11 +21,11 @@ def test_cold_replica_matches_enumerated_posterior(model, binary):
     probs = prior_probs * np.exp(like)
     post = Posterior(model, conditioners=[cheap], marginalize_lattice=True)
     sampler = Sampler(post, t.constraints(2), SweepConfig(ladder=(1.0, 2.0, 4.0)))
-    x = t.random_arrays(1200, np.random.default_rng(9), 2)
-    state = run_chains(sampler, x, 15, seed=10)
-    assert state.replicas == 3 and len(state.chain_ids) == 3600
+    x = t.random_arrays(800, np.random.default_rng(9), 2)
+    state = run_chains(sampler, x, 12, seed=10)
+    assert state.replicas == 3 and len(state.chain_ids) == 2400
     cold = as_numpy(state.cold().position)
-    assert cold.species.shape[0] == 1200 and t.check_arrays(cold).all()
+    assert cold.species.shape[0] == 800 and t.check_arrays(cold).all()
     p = chi2_pvalue(cold.species, states, probs)
     assert p > 0.01, f"chi-square p = {p:.2g}"
     for proposed, accepted in state.swaps.values():
