@@ -17,6 +17,7 @@ COMMANDS = {
     "infill": ("infill", "fill the blanks of a Wyckoff template by MCMC"),
     "predict": ("predict", "predict properties of the crystals in a dataset"),
     "design": ("design", "sample crystals conditioned on target properties"),
+    "screen": ("screen", "relax candidates, E_hull against an offline reference hull, S.U.N."),
 }
 
 
