@@ -21,7 +21,7 @@ from cfmc.stability.known import chemsys, parse_cif, read_known, subsystems
 from cfmc.stability.potential import potential_id, static_energies
 from cfmc.stability.references import cache_root, formation_energy, load_references
 
-HULL_VERSION = 1
+HULL_VERSION = 2
 SCALES = ("potential", "mp")
 _PROTO_FMAX, _PROTO_STEPS, _PROTO_MAX_FORCE = 0.1, 150, 0.25
 

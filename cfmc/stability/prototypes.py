@@ -90,10 +90,11 @@ def _build_library(per_stoich: int, max_atoms: int) -> list[dict]:
 
 
 def stoichiometries(a: str, b: str) -> list[tuple[tuple[int, int], tuple[str, str]]]:
-    """Charge-balanced (n_cation, n_anion) for an ionic pair, else the intermetallic set; each
+    """Charge-balanced (n_cation, n_anion) for an ionic pair (the cation's two lowest common
+    oxidation states, the anion's negative ones), else the intermetallic set; each
     with the element order (A, B) to put on the prototype's (A, B)."""
     (_, _), (x, y) = _stoich(Composition({a: 1, b: 1}))
-    pos = [q for q in Element(x).common_oxidation_states if q > 0]
+    pos = sorted(q for q in Element(x).common_oxidation_states if q > 0)[:2]  # lowest two
     neg = [q for q in Element(y).common_oxidation_states if q < 0]
     if pos and neg and Element(y).is_metal is False:
         out = set()
