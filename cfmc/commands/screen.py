@@ -9,7 +9,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `cfmc screen`."""
-    parser.add_argument("source", help="a run folder (its samples.csv) or a CSV with a `cif` column")
+    parser.add_argument("source", help="a run folder (its samples.csv) or a CSV with `cif`")
     parser.add_argument("--out", default=None,
                         help="output folder (default: SOURCE_FOLDER/screen for a run folder, "
                              "CSV_STEM_screen beside a CSV)")

@@ -12,7 +12,6 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
@@ -21,7 +20,7 @@ from cfmc.stability.known import chemsys, parse_cif, read_known, subsystems
 from cfmc.stability.potential import potential_id, static_energies
 from cfmc.stability.references import cache_root, formation_energy, load_references
 
-HULL_VERSION = 2
+HULL_VERSION = 3
 SCALES = ("potential", "mp")
 _PROTO_FMAX, _PROTO_STEPS, _PROTO_MAX_FORCE = 0.1, 150, 0.25
 
@@ -42,41 +41,39 @@ class ReferenceHull:
 
     def e_form(self, composition: Composition, energy_per_atom: float) -> float:
         """The potential's energy per atom as a formation energy on this hull's scale."""
-        missing = [el.symbol for el in Composition(composition).elements if el.symbol not in self.mu]
+        elements = Composition(composition).elements
+        missing = [el.symbol for el in elements if el.symbol not in self.mu]
         if missing:
             raise ValueError(f"no reference energy for {', '.join(missing)}")
         return formation_energy(composition, energy_per_atom, self.mu)
 
-    def system_entries(self, system: str) -> list[dict]:
-        """Phases whose elements are exactly `system` (cached JSON, computed on first use)."""
+    def system_entries(self, system: str, kind: str = "known") -> list[dict]:
+        """Phases whose elements are exactly `system`: the training mix's ("known") or the
+        generated binaries ("prototypes"); cached as JSON, computed on first use."""
         system = chemsys(system.split("-"))
-        if system in self._memo:
-            return self._memo[system]
-        path = self.root / f"{system}.json"
+        key = f"{system}.{kind}"
+        if key in self._memo:
+            return self._memo[key]
+        path = self.root / f"{key}.json"
         if path.exists():
             entries = json.loads(path.read_text())
         else:
-            entries = self._compute(system)
+            entries = self._known(system) if kind == "known" else self._prototype_entries(system)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(entries))
             tmp.replace(path)
-        self._memo[system] = entries
+        self._memo[key] = entries
         return entries
 
-    def _compute(self, system: str) -> list[dict]:
+    def _known(self, system: str) -> list[dict]:
         if "-" not in system:
             return []  # elements sit at 0 by definition of the formation energy
         rows = self.known.iloc[self._rows.get(system, [])]
         energies = static_energies([parse_cif(c) for c in rows["cif"]]) if len(rows) else []
-        entries = []
-        for row, e in zip(rows.itertuples(), energies, strict=True):
-            entries.append({"id": row.material_id, "formula": row.formula, "source": "known",
-                            "e_form_mp": _num(row.e_form), "e_form_pot": self._safe_form(
-                                row.formula, e)})
-        if self.prototypes and system.count("-") == 1:
-            entries += self._prototype_entries(*system.split("-"), set(rows["formula"]))
-        return entries
+        return [{"id": row.material_id, "formula": row.formula, "source": "known",
+                 "e_form_mp": _num(row.e_form), "e_form_pot": self._safe_form(row.formula, e)}
+                for row, e in zip(rows.itertuples(), energies, strict=True)]
 
     def _safe_form(self, formula: str, energy: float) -> float | None:
         try:
@@ -84,10 +81,12 @@ class ReferenceHull:
         except ValueError:
             return None
 
-    def _prototype_entries(self, a: str, b: str, skip: set[str]) -> list[dict]:
+    def _prototype_entries(self, system: str) -> list[dict]:
         from cfmc.stability.prototypes import candidates_for_pair
         from cfmc.stability.relax import relax
 
+        a, b = system.split("-")
+        skip = {e["formula"] for e in self.system_entries(system, "known")}
         out = []
         for key, structure in candidates_for_pair(a, b, self.root.parent, skip):
             entry = {"id": f"proto:{key}:{structure.composition.reduced_formula}",
@@ -105,9 +104,18 @@ class ReferenceHull:
         return out
 
     def entries(self, system: str) -> list[dict]:
-        """All cached phases of `system` and its subsystems."""
-        return [e for sub in subsystems(chemsys(system.split("-")))
-                for e in self.system_entries(sub)]
+        """All phases of `system` and its subsystems. Generated intermetallic binaries are left
+        out of systems with an anion (O, F, Cl, ...), where they cannot reach the hull."""
+        from cfmc.stability.prototypes import is_anion, is_intermetallic
+
+        subs = subsystems(chemsys(system.split("-")))
+        ionic = any(is_anion(el) for el in system.split("-"))
+        out = [e for sub in subs for e in self.system_entries(sub)]
+        if self.prototypes:
+            for sub in subs:
+                if sub.count("-") == 1 and not (ionic and is_intermetallic(*sub.split("-"))):
+                    out += self.system_entries(sub, "prototypes")
+        return out
 
     def energy(self, entry: dict) -> float | None:
         """An entry's formation energy per atom on this hull's scale (None: not usable)."""

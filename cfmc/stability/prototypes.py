@@ -2,7 +2,8 @@
 
 A prototype is a frequent (stoichiometry, space group, size) type among the mix's binaries; it is
 decorated with a new element pair by substitution at the pair's charge-balanced stoichiometries
-(intermetallic pairs without any known binary: AB, AB2, A2B), its volume scaled by atomic radii, then relaxed.
+(intermetallic pairs without any known binary: AB, AB2, A2B), its volume scaled by atomic radii,
+then relaxed.
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ def stoichiometries(a: str, b: str) -> list[tuple[tuple[int, int], tuple[str, st
     return [(s, (x, y)) for s in INTERMETALLIC]
 
 
+def is_anion(symbol: str) -> bool:
+    """A non-metal with a negative common oxidation state (O, N, F, Cl, S, H, ...)."""
+    el = Element(symbol)
+    return el.is_metal is False and any(q < 0 for q in el.common_oxidation_states)
+
+
+def is_intermetallic(a: str, b: str) -> bool:
+    """Whether the pair gets the intermetallic stoichiometries (no charge-balanced ones)."""
+    return [s for s, _ in stoichiometries(a, b)] == list(INTERMETALLIC)
+
+
 def _radius(symbol: str) -> float:
     el = Element(symbol)
     r = el.atomic_radius or el.atomic_radius_calculated or 1.5
@@ -129,7 +141,7 @@ def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str]
     (those the training mix already holds)."""
     lib = prototype_library(cache)
     pairs = stoichiometries(a, b)
-    intermetallic = [s for s, _ in pairs] == list(INTERMETALLIC)
+    intermetallic = is_intermetallic(a, b)
     if intermetallic and skip:
         return []  # a metal pair with known binaries: not the hull's weak spot, and costly
     per = 1 if intermetallic else 2

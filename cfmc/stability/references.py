@@ -1,4 +1,4 @@
-"""Per-element reference energies that put the potential's energies on the MP formation-energy scale.
+"""Per-element reference energies: the potential's energies on the MP formation-energy scale.
 
 mu is fitted by least squares, E_i = sum_el x_el,i mu_el + Ef_i(MP), on static potential energies
 of a seeded sample of the training mix; the fit and its held-out error are cached as JSON.

@@ -1,4 +1,4 @@
-"""Relax a crystal with the potential through ASE (FIRE on atoms and cell), recording what changed."""
+"""Relax a crystal with the potential through ASE (FIRE on atoms and cell), recording changes."""
 
 from __future__ import annotations
 
