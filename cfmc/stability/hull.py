@@ -20,9 +20,9 @@ from cfmc.stability.known import chemsys, parse_cif, read_known, subsystems
 from cfmc.stability.potential import potential_id, static_energies
 from cfmc.stability.references import cache_root, formation_energy, load_references
 
-HULL_VERSION = 3
+HULL_VERSION = 4
 SCALES = ("potential", "mp")
-_PROTO_FMAX, _PROTO_STEPS, _PROTO_MAX_FORCE = 0.1, 150, 0.25
+_PROTO_FMAX, _PROTO_STEPS, _PROTO_MAX_FORCE = 0.1, 100, 0.25
 
 
 class ReferenceHull:
@@ -83,7 +83,7 @@ class ReferenceHull:
 
     def _prototype_entries(self, system: str) -> list[dict]:
         from cfmc.stability.prototypes import candidates_for_pair
-        from cfmc.stability.relax import relax
+        from cfmc.stability.relax import prescale_volume, relax
 
         a, b = system.split("-")
         skip = {e["formula"] for e in self.system_entries(system, "known")}
@@ -93,7 +93,8 @@ class ReferenceHull:
                      "formula": structure.composition.reduced_formula, "source": "prototype",
                      "e_form_mp": None, "e_form_pot": None}
             try:
-                r = relax(structure, fmax=_PROTO_FMAX, steps=_PROTO_STEPS)
+                r = relax(prescale_volume(structure), fmax=_PROTO_FMAX, steps=_PROTO_STEPS,
+                          fix_symmetry=True)
                 entry.update(max_force=r.max_force, converged=r.converged,
                              cif=r.structure.to(fmt="cif"))
                 if r.max_force <= _PROTO_MAX_FORCE:

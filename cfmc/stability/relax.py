@@ -35,6 +35,21 @@ class RelaxResult:
         return d
 
 
+def prescale_volume(structure: Structure, scales: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.25)
+                    ) -> Structure:
+    """The structure at the lowest-energy volume among `scales` (one batched single-point call):
+    a cheap start for substituted prototypes, whose volume guess is rough."""
+    from cfmc.stability.potential import static_energies
+
+    trials = []
+    for f in scales:
+        s = structure.copy()
+        s.scale_lattice(structure.volume * f)
+        trials.append(s)
+    e = static_energies(trials)
+    return trials[int(np.nanargmin(e))] if np.isfinite(e).any() else structure
+
+
 def spacegroup_number(structure: Structure, symprec: float = 0.1) -> int:
     """International space-group number by spglib (0 if it cannot tell)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -68,13 +83,20 @@ def relax(
         atoms.set_constraint(FixSymmetry(atoms, symprec=0.1))
     v0 = atoms.get_volume()
     target = FrechetCellFilter(atoms) if relax_cell else atoms
+
+    def guard() -> None:  # a collapsing or exploding cell only gets slower (more neighbours)
+        if not 0.3 < atoms.get_volume() / v0 < 4.0:
+            ratio = atoms.get_volume() / v0
+            raise ValueError(f"cell volume left [0.3, 4] x its start ({ratio:.2f})")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = FIRE(target, logfile=None)
+        opt.attach(guard, interval=5)
         converged = bool(opt.run(fmax=fmax, steps=steps))
     energy = float(atoms.get_potential_energy()) / len(atoms)
     volume_change = atoms.get_volume() / v0 - 1.0
-    if not np.isfinite(energy) or not np.isfinite(volume_change) or atoms.get_volume() < 0.2 * v0:
+    if not np.isfinite(energy) or not np.isfinite(volume_change):
         raise ValueError(f"relaxation diverged (E={energy:.3g} eV/atom, dV={volume_change:+.2f})")
     forces = atoms.get_forces()
     atoms.set_constraint()

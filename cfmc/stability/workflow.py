@@ -107,7 +107,7 @@ def screen(
 
     from cfmc.stability.matching import UniqueTracker
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if isinstance(source, pd.DataFrame):
         table = source
     elif isinstance(source, (str, os.PathLike)):
@@ -131,6 +131,7 @@ def screen(
     if out_dir is not None:
         result.to_csv(out_dir / "screened.csv", index=False)
         summary = summarize(result, time.perf_counter() - t0, scale)
+        summary["cpu_seconds_total"] = round(time.process_time() - c0, 1)
         if plots:
             summary["plots"] = plot_hulls(result, hull, out_dir)
         (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
