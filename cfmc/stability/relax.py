@@ -70,7 +70,7 @@ def relax(
     """Relax positions (and cell) with FIRE until the largest force is below `fmax` eV/A or
     `steps` are spent; `fix_symmetry` keeps the starting space group (ase FixSymmetry).
     Raises ValueError when the potential returns non-finite energies or the cell collapses."""
-    from ase.filters import FrechetCellFilter
+    from ase.filters import UnitCellFilter
     from ase.optimize import FIRE
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -82,7 +82,7 @@ def relax(
 
         atoms.set_constraint(FixSymmetry(atoms, symprec=0.1))
     v0 = atoms.get_volume()
-    target = FrechetCellFilter(atoms) if relax_cell else atoms
+    target = UnitCellFilter(atoms) if relax_cell else atoms
 
     def guard() -> None:  # a collapsing or exploding cell only gets slower (more neighbours)
         if not 0.3 < atoms.get_volume() / v0 < 4.0:
