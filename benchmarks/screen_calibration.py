@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-atoms", type=int, default=20)
     ap.add_argument("--out", default="runs/bench/screen_calibration")
+    ap.add_argument("--reverse", action="store_true",
+                    help="work from the end of the sample (a second process beside a first)")
     ap.add_argument("--report-only", action="store_true",
                     help="summarise the crystals done so far (e.g. while a run goes on)")
     args = ap.parse_args()
@@ -92,12 +94,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     hull_pot, hull_mp = ReferenceHull(scale="potential"), ReferenceHull(scale="mp")
     crystals = sample(args.n, args.seed, args.max_atoms, hull_pot.mu)
-    log = out / "results.jsonl"
-    done = {json.loads(x)["material_id"] for x in log.read_text().splitlines()} \
-        if log.exists() else set()
+    log = out / ("results-reverse.jsonl" if args.reverse else "results.jsonl")
+
+    def records() -> list[dict]:
+        return [json.loads(x) for f in sorted(out.glob("results*.jsonl"))
+                for x in f.read_text().splitlines()]
+
+    done = {r["material_id"] for r in records()}
+    todo = list(crystals.itertuples())[:: -1 if args.reverse else 1]
     with log.open("a") as f:
-        for row in tqdm([] if args.report_only else list(crystals.itertuples()),
-                        desc="calibration"):
+        for row in tqdm([] if args.report_only else todo, desc="calibration"):
             if row.material_id in done:
                 continue
             try:
@@ -106,7 +112,7 @@ def main() -> None:
                 rec = {"material_id": row.material_id, "error": f"{type(e).__name__}: {e}"}
             f.write(json.dumps(rec, default=float) + "\n")
             f.flush()
-    res = pd.DataFrame([json.loads(x) for x in log.read_text().splitlines()])
+    res = pd.DataFrame(records()).drop_duplicates("material_id")
     res = res[res["material_id"].isin(crystals["material_id"])]
     failed = res[res["model"].isna()] if "model" in res else res
     ok = res.dropna(subset=["model"])

@@ -63,11 +63,12 @@ def _screen_one(i: int, cif: object, hull: ReferenceHull, relax_kw: dict, unique
     except Exception as e:
         raise ValueError(f"parse error: {type(e).__name__}: {e}") from e
     row["formula"] = structure.composition.reduced_formula
+    t = time.perf_counter()
     try:
         r = relax(structure, **relax_kw)
     except Exception as e:
         raise ValueError(f"relaxation failed: {type(e).__name__}: {e}") from e
-    row.update(r.record())
+    row.update(r.record(), relax_s=round(time.perf_counter() - t, 3))
     comp = r.structure.composition
     try:
         row["e_form"] = hull.e_form(comp, r.energy_per_atom)
