@@ -10,6 +10,8 @@ from pymatgen.core import Structure
 
 from cfmc.stability.potential import load_calculator
 
+MIN_VOLUME_PER_ATOM = 4.0  # A^3; the densest known solids have about 5 (diamond 5.7)
+
 
 @dataclass
 class RelaxResult:
@@ -84,15 +86,18 @@ def relax(
     v0 = atoms.get_volume()
     target = UnitCellFilter(atoms) if relax_cell else atoms
 
-    def guard() -> None:  # a collapsing or exploding cell only gets slower (more neighbours)
-        if not 0.3 < atoms.get_volume() / v0 < 4.0:
-            ratio = atoms.get_volume() / v0
-            raise ValueError(f"cell volume left [0.3, 4] x its start ({ratio:.2f})")
+    def guard() -> None:  # a collapsing cell's neighbour lists (and memory) explode
+        ratio, per_atom = atoms.get_volume() / v0, atoms.get_volume() / len(atoms)
+        if not 0.3 < ratio < 4.0 or per_atom < MIN_VOLUME_PER_ATOM:
+            raise ValueError(f"cell collapsed or exploded (V/V0 {ratio:.2f}, "
+                             f"{per_atom:.1f} A^3/atom)")
+
+    guard()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = FIRE(target, logfile=None)
-        opt.attach(guard, interval=5)
+        opt.attach(guard, interval=1)
         converged = bool(opt.run(fmax=fmax, steps=steps))
     energy = float(atoms.get_potential_energy()) / len(atoms)
     volume_change = atoms.get_volume() / v0 - 1.0
