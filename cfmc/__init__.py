@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_prior": "cfmc.priors",
     "Posterior": "cfmc.posterior",
     "Template": "cfmc.template",
+    "screen": "cfmc.stability",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,6 +19,7 @@ COMMANDS = {
     "predict": ("predict", "predict properties of the crystals in a dataset"),
     "design": ("design", "sample crystals conditioned on target properties"),
     "report": ("report", "build a run directory's report.html (one self-contained page)"),
+    "screen": ("screen", "relax candidates, E_hull against an offline reference hull, S.U.N."),
 }
 
 

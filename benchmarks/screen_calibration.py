@@ -1,0 +1,139 @@
+"""Calibration of the stability screen's E_hull against MP, crystals left out of their own hull.
+
+Known crystals of the training mix with MP E_hull in [0, 0.3] eV/atom (stratified over three bins,
+fixed seed) are each removed from the reference hull of their system, then placed against it:
+  hull part:  MP's formation energy against the hull with MP energies for known phases ("mp" scale)
+  model part: the full pipeline (CHGNet relaxation, fitted references) against the default hull
+plus variants (pipeline against the "mp" hull; unrelaxed single point). Per-crystal results are
+appended to a JSONL file, so an interrupted run resumes.
+
+    python benchmarks/screen_calibration.py [--n 210] [--out runs/bench/screen_calibration]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition
+from scipy.stats import spearmanr
+
+
+def sample(n: int, seed: int, max_atoms: int, mu: dict) -> pd.DataFrame:
+    """`n` crystals with MP E_hull in [0, 0.3], equally from the bins [0,.1), [.1,.2), [.2,.3]."""
+    from cfmc.stability.known import read_known
+
+    k = read_known()
+    k = k[k["e_hull_mp"].between(0, 0.3) & k["e_form"].notna() & (k["natoms"] <= max_atoms)
+          & k["chemsys"].str.contains("-")]
+    k = k[[all(e in mu for e in s.split("-")) for s in k["chemsys"]]]
+    bins = pd.cut(k["e_hull_mp"], [-1e-9, 0.1, 0.2, 0.3 + 1e-9], labels=False)
+    parts = [k[bins == b].sample(n=n // 3 + (b < n % 3), random_state=seed + b) for b in range(3)]
+    return pd.concat(parts).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def evaluate(row, hull_pot, hull_mp) -> dict:
+    from cfmc.stability.hull import has_pure_element
+    from cfmc.stability.known import parse_cif
+    from cfmc.stability.potential import static_energies
+    from cfmc.stability.relax import relax
+
+    comp = Composition(row.formula)
+    ex = {row.material_id}
+    rec = {"material_id": row.material_id, "formula": row.formula, "chemsys": row.chemsys,
+           "e_hull_mp": row.e_hull_mp, "e_form_mp": row.e_form}
+    t = time.perf_counter()
+    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex)
+    rec["hull_part_element"] = has_pure_element(d)
+    rec["hull_time_s"] = time.perf_counter() - t
+    s = parse_cif(row.cif)
+    rec["e_form_static"] = hull_pot.e_form(comp, float(static_energies([s])[0]))
+    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex)
+    t, c = time.perf_counter(), time.process_time()
+    r = relax(s)
+    rec["relax_time_s"] = time.perf_counter() - t
+    rec["relax_cpu_s"] = time.process_time() - c
+    rec.update(converged=r.converged, symmetry_kept=r.symmetry_kept)
+    rec["e_form_pot"] = hull_pot.e_form(comp, r.energy_per_atom)
+    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["model_element"] = has_pure_element(d)
+    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["decomposition"] = "; ".join(d)
+    return rec
+
+
+def metrics(ref: np.ndarray, est: np.ndarray, threshold: float = 0.1) -> dict:
+    """MAE, bias, Spearman, and 'stable' (<= threshold) precision and recall."""
+    pred, true = est <= threshold, ref <= threshold
+    tp = int((pred & true).sum())
+    return {"n": len(ref), "mae": float(np.abs(est - ref).mean()),
+            "bias": float((est - ref).mean()), "spearman": float(spearmanr(ref, est)[0]),
+            "precision": tp / max(int(pred.sum()), 1), "recall": tp / max(int(true.sum()), 1)}
+
+
+def main() -> None:
+    from tqdm.auto import tqdm
+
+    from cfmc.stability.hull import ReferenceHull
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=210)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-atoms", type=int, default=20)
+    ap.add_argument("--out", default="runs/bench/screen_calibration")
+    ap.add_argument("--reverse", action="store_true",
+                    help="work from the end of the sample (a second process beside a first)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="summarise the crystals done so far (e.g. while a run goes on)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hull_pot, hull_mp = ReferenceHull(scale="potential"), ReferenceHull(scale="mp")
+    crystals = sample(args.n, args.seed, args.max_atoms, hull_pot.mu)
+    log = out / ("results-reverse.jsonl" if args.reverse else "results.jsonl")
+
+    def records() -> list[dict]:
+        return [json.loads(x) for f in sorted(out.glob("results*.jsonl"))
+                for x in f.read_text().splitlines()]
+
+    done = {r["material_id"] for r in records()}
+    todo = list(crystals.itertuples())[:: -1 if args.reverse else 1]
+    with log.open("a") as f:
+        for row in tqdm([] if args.report_only else todo, desc="calibration"):
+            if row.material_id in done:
+                continue
+            try:
+                rec = evaluate(row, hull_pot, hull_mp)
+            except Exception as e:  # reported, not fatal
+                rec = {"material_id": row.material_id, "error": f"{type(e).__name__}: {e}"}
+            f.write(json.dumps(rec, default=float) + "\n")
+            f.flush()
+    res = pd.DataFrame(records()).drop_duplicates("material_id")
+    res = res[res["material_id"].isin(crystals["material_id"])]
+    failed = res[res["model"].isna()] if "model" in res else res
+    ok = res.dropna(subset=["model"])
+    ref = ok["e_hull_mp"].to_numpy()
+    report = {
+        "n_sampled": len(crystals), "n_done": len(res), "n_failed": len(failed),
+        "failures": failed.get("error", pd.Series(dtype=str)).tolist(),
+        "mp_e_hull_bins_done": np.histogram(ref, [0, 0.1, 0.2, 0.3 + 1e-9])[0].tolist(),
+        "hull_part (MP E_form, mp-scale hull)": metrics(ref, ok["hull_part"].to_numpy()),
+        "model part (full pipeline, potential-scale hull)": metrics(ref, ok["model"].to_numpy()),
+        "pipeline against mp-scale hull": metrics(ref, ok["model_on_mp_hull"].to_numpy()),
+        "single point (no relaxation), potential-scale hull": metrics(ref, ok["static"].to_numpy()),
+        "e_form MAE pipeline vs MP": float(np.abs(ok["e_form_pot"] - ok["e_form_mp"]).mean()),
+        "decomposition with a pure element (pipeline)": int(ok["model_element"].sum()),
+        "decomposition with a pure element (hull part)": int(ok["hull_part_element"].sum()),
+        "median relax s (wall)": float(ok["relax_time_s"].median()),
+        "median relax s (CPU)": float(ok["relax_cpu_s"].median()),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

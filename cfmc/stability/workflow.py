@@ -1,0 +1,213 @@
+"""The stability screen: relax each candidate, place it against the reference hull, flag S.U.N.
+
+S.U.N. = stable (E_hull <= 0.1 eV/atom), unique among the candidates, novel against the training
+mix. E_hull here is a machine-learned estimate (CHGNet + fitted references), not DFT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition
+
+from cfmc.stability.hull import ReferenceHull, has_pure_element
+from cfmc.stability.known import chemsys, parse_cif
+
+STABLE_THRESHOLD = 0.1  # eV/atom, the field's S.U.N. convention
+# Measured by benchmarks/screen_calibration.py (see benchmarks/README or experiments/README).
+CALIBRATION = {
+    "protocol": "known crystals of the training mix (MP E_hull 0-0.3 eV/atom, three equal bins), "
+                "each left out of its own hull; see experiments/README.md",
+    "benchmark": "benchmarks/screen_calibration.py",
+    "n_measured": 52,
+    "e_hull_mae_ev_per_atom": 0.116,
+    "e_hull_bias_ev_per_atom": -0.115,
+    "spearman": 0.68,
+    "stable_precision": 0.46,
+    "stable_recall": 1.0,
+    "hull_part_mae_ev_per_atom": 0.072,
+    "formation_energy_mae_ev_per_atom": 0.044,
+    "note": "E_hull is biased low: the offline hull lacks phases that MP's full hull has",
+}
+_KEEP = ("rank", "chain", "material_id", "formula", "spacegroup")
+
+
+def load_candidates(source: str | os.PathLike) -> pd.DataFrame:
+    """The candidates table: a run folder's samples.csv, or any CSV with a `cif` column."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "samples.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"no candidates at {source} (a run folder or a CSV with 'cif')")
+    table = pd.read_csv(path)
+    if "cif" not in table.columns:
+        raise ValueError(f"{path}: no 'cif' column")
+    return table
+
+
+def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty (use --force to overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _screen_one(i: int, cif: object, hull: ReferenceHull, relax_kw: dict, unique) -> dict:
+    """One row of screened.csv; raises on failure (the caller records the reason)."""
+    from cfmc.stability.matching import match_known
+    from cfmc.stability.relax import relax
+
+    row: dict = {}
+    if not isinstance(cif, str) or not cif.strip():
+        raise ValueError("parse error: empty CIF")
+    try:
+        structure = parse_cif(cif)
+    except Exception as e:
+        raise ValueError(f"parse error: {type(e).__name__}: {e}") from e
+    row["formula"] = structure.composition.reduced_formula
+    t = time.perf_counter()
+    try:
+        r = relax(structure, **relax_kw)
+    except Exception as e:
+        raise ValueError(f"relaxation failed: {type(e).__name__}: {e}") from e
+    row.update(r.record(), relax_s=round(time.perf_counter() - t, 3))
+    comp = r.structure.composition
+    try:
+        row["e_form"] = hull.e_form(comp, r.energy_per_atom)
+        row["e_hull"], decomp = hull.e_above_hull(comp, row["e_form"])
+    except Exception as e:
+        raise ValueError(f"hull error: {type(e).__name__}: {e}") from e
+    row["chemsys"] = chemsys(el.symbol for el in comp.elements)
+    row["decomposition"] = "; ".join(f"{k}: {v:g}" for k, v in decomp.items())
+    row["decomposes_to_element"] = has_pure_element(decomp)
+    row["matched_known"] = match_known(r.structure) or ""
+    row["novel"] = not row["matched_known"]
+    dup = unique.first_match(i, r.structure)
+    row["duplicate_of"] = -1 if dup is None else dup
+    row["unique"] = dup is None
+    row["stable"] = row["e_hull"] <= STABLE_THRESHOLD
+    row["sun"] = bool(row["stable"] and row["unique"] and row["novel"])
+    row["relaxed_cif"] = r.structure.to(fmt="cif")
+    return row
+
+
+def screen(
+    source: str | os.PathLike | pd.DataFrame | Sequence[str],
+    out: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    cache: str | os.PathLike | None = None,
+    scale: str = "potential",
+    fix_symmetry: bool = False,
+    fmax: float = 0.05,
+    steps: int = 300,
+    plots: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Screen candidates (run folder, CSV, table with `cif`, or CIF strings); one row per input in
+    input order. With `out`, writes screened.csv, screen_summary.json and hull plots there."""
+    from tqdm.auto import tqdm
+
+    from cfmc.stability.matching import UniqueTracker
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    if isinstance(source, pd.DataFrame):
+        table = source
+    elif isinstance(source, (str, os.PathLike)):
+        table = load_candidates(source)
+    else:
+        table = pd.DataFrame({"cif": list(source)})
+    out_dir = _prepare_out(out, force) if out is not None else None
+    hull = ReferenceHull(cache=cache, scale=scale, progress=progress)
+    relax_kw = {"fmax": fmax, "steps": steps, "fix_symmetry": fix_symmetry}
+    unique, rows = UniqueTracker(), []
+    for i, cif in enumerate(tqdm(table["cif"], desc="screening", disable=not progress)):
+        t = time.perf_counter()
+        row = {"index": i, **{f"input_{k}": table[k].iloc[i] for k in _KEEP if k in table}}
+        try:
+            row.update(_screen_one(i, cif, hull, relax_kw, unique), status="ok", failure="")
+        except Exception as e:  # a failed candidate is a row with its reason, never a crash
+            row.update(status="failed", failure=str(e)[:300], sun=False)
+        row["time_s"] = round(time.perf_counter() - t, 3)
+        rows.append(row)
+    result = pd.DataFrame(rows)
+    if out_dir is not None:
+        result.to_csv(out_dir / "screened.csv", index=False)
+        summary = summarize(result, time.perf_counter() - t0, scale)
+        summary["cpu_seconds_total"] = round(time.process_time() - c0, 1)
+        if plots:
+            summary["plots"] = plot_hulls(result, hull, out_dir)
+        (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return result
+
+
+def summarize(result: pd.DataFrame, seconds: float, scale: str = "potential") -> dict:
+    """Counts, S.U.N. rate, failures with reasons, timings and the estimate's label."""
+    ok = result[result["status"] == "ok"] if "status" in result else result.iloc[:0]
+    n = len(result)
+    failures = result[result["status"] != "ok"]
+    kinds = Counter(str(f).split(":")[0] for f in failures["failure"])
+    n_sun = int(ok["sun"].sum()) if len(ok) else 0
+    return {
+        "estimate": "E_hull is a machine-learned estimate (CHGNet energies, elemental references "
+                    "fitted to MP formation energies, offline reference hull), not DFT",
+        "calibration": CALIBRATION,
+        "hull_scale": scale,
+        "stable_threshold_ev_per_atom": STABLE_THRESHOLD,
+        "n_input": n,
+        "n_screened": len(ok),
+        "n_failed": len(failures),
+        "failures_by_kind": dict(kinds),
+        "failures": [{"index": int(r.index), "reason": r.failure} for r in failures.itertuples()],
+        "n_stable": int(ok["stable"].sum()) if len(ok) else 0,
+        "n_unique": int(ok["unique"].sum()) if len(ok) else 0,
+        "n_novel": int(ok["novel"].sum()) if len(ok) else 0,
+        "n_sun": n_sun,
+        "sun_rate": n_sun / n if n else float("nan"),
+        "n_decomposes_to_element": int(ok["decomposes_to_element"].sum()) if len(ok) else 0,
+        "e_hull_min": float(ok["e_hull"].min()) if len(ok) else None,
+        "e_hull_median": float(ok["e_hull"].median()) if len(ok) else None,
+        "relax_converged": int(ok["converged"].sum()) if len(ok) else 0,
+        "symmetry_kept": int(ok["symmetry_kept"].sum()) if len(ok) else 0,
+        "seconds_total": round(seconds, 1),
+        "seconds_per_candidate_median": float(np.median(result["time_s"])) if n else None,
+    }
+
+
+def plot_hulls(result: pd.DataFrame, hull: ReferenceHull, out: Path, limit: int = 20
+               ) -> list[str]:
+    """PNG hull plots (pymatgen PDPlotter) of the candidates' systems of at most three elements,
+    each with its candidates added; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pymatgen.analysis.phase_diagram import PDEntry, PDPlotter, PhaseDiagram
+
+    ok = result[(result["status"] == "ok")] if "status" in result else result.iloc[:0]
+    files = []
+    for system, group in ok.groupby("chemsys"):
+        if system.count("-") > 2 or len(files) >= limit:
+            continue
+        try:
+            base = hull.phase_diagram(system)
+            cands = [PDEntry(Composition(f), e * Composition(f).num_atoms, name=f"cand {i}")
+                     for f, e, i in zip(group["formula"], group["e_form"], group["index"],
+                                        strict=True)]
+            pd_all = PhaseDiagram(list(base.all_entries) + cands)
+            ax = PDPlotter(pd_all, show_unstable=0.5, backend="matplotlib").get_plot()
+            name = f"hull_{system}.png"
+            ax.figure.savefig(out / name, dpi=120, bbox_inches="tight")
+            plt.close(ax.figure)
+            files.append(name)
+        except Exception:  # a plot is a convenience; its failure never fails the screen
+            plt.close("all")
+    return files

@@ -1,0 +1,94 @@
+"""The stability screen: real CHGNet, real pymatgen PhaseDiagram, small systems only (Na-Cl)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.analysis.phase_diagram import PhaseDiagram
+from pymatgen.core import Composition, Lattice, Structure
+
+from cfmc.stability.hull import ReferenceHull, has_pure_element
+from cfmc.stability.prototypes import stoichiometries
+from cfmc.stability.relax import relax
+
+
+@pytest.fixture(scope="module")
+def hull_cache(tmp_path_factory, data_dir):
+    return tmp_path_factory.mktemp("hull")
+
+
+def rocksalt(a: float) -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+def test_charge_balanced_stoichiometries():
+    assert [s for s, _ in stoichiometries("O", "Ba")] == [(1, 1)]
+    assert stoichiometries("Y", "O") == [((2, 3), ("Y", "O"))]
+    assert {s for s, _ in stoichiometries("Fe", "O")} >= {(1, 1), (2, 3)}
+    assert [s for s, _ in stoichiometries("Cu", "Au")] == [(1, 1), (1, 2), (2, 1)]
+
+
+def test_e_hull_on_a_real_phase_diagram(hull_cache):
+    hull = ReferenceHull(cache=hull_cache)
+    entries = hull.system_entries("Cl-Na")
+    nacl = next(e for e in entries if e["id"] == "mp-22862")
+    assert nacl["e_form_pot"] == pytest.approx(nacl["e_form_mp"], abs=0.1)  # CHGNet vs MP
+    pd_ = hull.phase_diagram("Na-Cl")
+    assert isinstance(pd_, PhaseDiagram) and len(pd_.all_entries) >= 4
+    e_hull, decomp = hull.e_above_hull(Composition("NaCl"), nacl["e_form_pot"])
+    assert e_hull == pytest.approx(0.0, abs=1e-6) and not has_pure_element(decomp)
+    # below its hull: the negative value is kept, never clipped
+    e_low, _ = hull.e_above_hull(Composition("NaCl"), nacl["e_form_pot"] - 0.25)
+    assert e_low == pytest.approx(-0.25, abs=1e-6)
+    # left out of its own hull, NaCl decomposes into Na + NaCl3 (an element among the products)
+    e_out, decomp = hull.e_above_hull(Composition("NaCl"), nacl["e_form_pot"], {"mp-22862"})
+    assert e_out < 0 and has_pure_element(decomp)
+    mp_hull = ReferenceHull(cache=hull_cache, scale="mp")
+    e_mp, _ = mp_hull.e_above_hull(Composition("NaCl"), nacl["e_form_mp"])
+    assert e_mp == pytest.approx(0.0, abs=1e-6)
+
+
+def test_relax_strained_rocksalt():
+    start = rocksalt(6.0)  # about 5 % too large for CHGNet
+    r = relax(start, fmax=0.05, steps=300)
+    assert r.converged and r.max_force <= 0.05
+    assert r.volume_change < -0.05
+    assert r.spacegroup_before == r.spacegroup_after == 225 and r.symmetry_kept
+    assert np.isfinite(r.energy_per_atom)
+    fixed = relax(rocksalt(6.0), fix_symmetry=True, steps=300)
+    assert fixed.symmetry_kept and fixed.energy_per_atom == pytest.approx(r.energy_per_atom,
+                                                                          abs=0.01)
+
+
+def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
+    from cfmc.cli import main
+    from cfmc.stability import screen
+    from cfmc.stability.known import read_known
+
+    known = read_known()
+    mp_cif = known.loc[known["material_id"] == "mp-22862", "cif"].iloc[0]
+    csv = tmp_path / "cands.csv"
+    pd.DataFrame({"rank": [0, 1, 2], "cif": [rocksalt(6.0).to(fmt="cif"), mp_cif,
+                                             "not a cif"]}).to_csv(csv, index=False)
+    out = tmp_path / "screen"
+    res = screen(csv, out, cache=hull_cache, progress=False)
+    assert list(res["index"]) == [0, 1, 2] and list(res["input_rank"]) == [0, 1, 2]
+    assert list(res["status"]) == ["ok", "ok", "failed"]
+    assert res.loc[2, "failure"].startswith("parse error")
+    assert not res.loc[0, "novel"] and res.loc[0, "matched_known"] == "mp-22862"
+    assert res.loc[0, "unique"] and not res.loc[1, "unique"] and res.loc[1, "duplicate_of"] == 0
+    assert abs(res.loc[0, "e_hull"]) < 0.05 and not res["sun"].any()
+    written = pd.read_csv(out / "screened.csv")
+    assert len(written) == 3 and "relaxed_cif" in written
+    summary = json.loads((out / "screen_summary.json").read_text())
+    assert summary["n_failed"] == 1 and summary["failures_by_kind"] == {"parse error": 1}
+    assert summary["n_sun"] == 0 and "estimate" in summary["estimate"]
+    assert (out / "hull_Cl-Na.png").stat().st_size > 0
+    # never silently overwritten
+    with pytest.raises(FileExistsError):
+        screen(csv, out, cache=hull_cache, progress=False)
+    assert main(["screen", str(csv), "--out", str(out), "--cache", str(hull_cache)]) == 2
