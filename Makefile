@@ -24,7 +24,7 @@ browser:
 	} || { echo "make: could not install chromium and chromium-driver with apt-get" >&2; exit 1; }
 
 test: install browser
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .
