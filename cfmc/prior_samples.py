@@ -1,9 +1,10 @@
 """Crystals drawn from the prior for one space group: a samples.csv (string, formula, log p,
-validity, CIF) and one CIF file per sample; optionally redrawing structurally invalid ones,
-which samples the prior restricted to valid crystals."""
+validity, CIF), one CIF file per sample, summary.json and report.html; optionally redrawing
+structurally invalid ones, which samples the prior restricted to valid crystals."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,14 +32,17 @@ def sample_prior(
     `elements` restricts the species, `top_p` filters them by nucleus sampling."""
     import jax
 
-    from cfmc import validate
+    from cfmc import runio, validate
     from cfmc.arrays import CrystalArrays
     from cfmc.chemistry import element_mask, structurally_valid
     from cfmc.crystal import from_arrays
+    from cfmc.diagnostics import package_versions
     from cfmc.priors import load_prior, sample
     from cfmc.priors.evaluate import log_prob_many
+    from cfmc.run import write_report_safely
     from cfmc.wyckoff import check_spacegroup
 
+    t0 = time.time()
     check_spacegroup(spacegroup)
     validate.integer(num, "num", 1)
     validate.real(temperature, "temperature", 0.0, low_open=True)
@@ -94,4 +98,15 @@ def sample_prior(
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "samples.csv", index=False)
-    return PriorSamples(table, float(np.mean(terms.total)), int(valid.sum()), redrawn, failed)
+    result = PriorSamples(table, float(np.mean(terms.total)), int(valid.sum()), redrawn, failed)
+    settings = {"spacegroup": spacegroup, "num": num, "elements": elements,
+                "temperature": temperature, "top_p": top_p, "prior": prior if prior is None
+                or isinstance(prior, str | Path) else "given", "seed": seed,
+                "valid_only": valid_only, "max_rounds": max_rounds}
+    runio.write_summary(out, {
+        "command": "sample", "status": "complete", "settings": settings, "seed": seed,
+        "seconds": time.time() - t0, "mean_log_prior": result.mean_log_prob,
+        "structurally_valid": result.valid, "redrawn": redrawn, "without_structure": failed,
+        "versions": package_versions()})
+    write_report_safely(out)
+    return result

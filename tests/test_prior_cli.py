@@ -41,6 +41,9 @@ def test_sample_writes_csv_and_cifs(prior_dir, tmp_path, capsys):
         assert c.spacegroup == 225 and set(c.species) <= {"Na", "Cl", "K"}
         assert _valid_cif(cif) == bool(valid)
     assert len(list((out / "cif").glob("*.cif"))) == df["cif"].notna().sum()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "sample" and summary["settings"]["num"] == 12
+    assert (out / "report.html").stat().st_size > 10000
     capsys.readouterr()
     assert main(argv) == 2  # a non-empty output folder is not overwritten
     assert "not empty" in capsys.readouterr().err
