@@ -69,7 +69,7 @@ class TrainOptions:
         v.real(self.val_fraction, "val_fraction", 0.0, 1.0, high_open=True)
         v.seed(self.seed)
         v.seed(self.split_seed, "split_seed")
-        v.optional_real(self.max_minutes, "max_minutes", 0.0, low_open=True)
+        v.optional_real(self.max_minutes, "max_minutes", 0.0)  # 0: stop after one batch
         v.real(self.checkpoint_minutes, "checkpoint_minutes", 0.0, low_open=True)
         if self.trainable not in ("all", "exclusion"):
             raise ValueError(f"trainable = {self.trainable!r}: expected 'all' or 'exclusion'")
