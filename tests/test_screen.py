@@ -88,6 +88,8 @@ def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
     assert summary["n_failed"] == 1 and summary["failures_by_kind"] == {"parse error": 1}
     assert summary["n_sun"] == 0 and "estimate" in summary["estimate"]
     assert (out / "hull_Cl-Na.png").stat().st_size > 0
+    assert (out / "report.html").stat().st_size > 10000  # the run report of the screen
+    assert json.loads((out / "summary.json").read_text())["command"] == "screen"
     # never silently overwritten
     with pytest.raises(FileExistsError):
         screen(csv, out, cache=hull_cache, progress=False)

@@ -146,7 +146,33 @@ def screen(
         if plots:
             summary["plots"] = plot_hulls(result, hull, out_dir)
         (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        _write_report(out_dir, result, summary, time.perf_counter() - t0)
     return result
+
+
+# the columns of screened.csv the run report shows (numbers and flags), after the candidate's
+_REPORTED = ("e_hull", "e_form", "energy_per_atom", "volume_change", "max_force", "converged",
+             "symmetry_kept", "stable", "unique", "novel", "sun", "status", "failure")
+
+
+def _write_report(out: Path, result: pd.DataFrame, summary: dict, seconds: float) -> None:
+    """report.html of a screen (`cfmc.report`), from a samples.csv view of the relaxed
+    candidates and a summary.json of the screen."""
+    from cfmc import runio
+    from cfmc.run import write_report_safely
+
+    view = pd.DataFrame({
+        "rank": result["index"],
+        "chain": result.get("input_chain", result["index"]),
+        "formula": result.get("formula", result.get("input_formula")),
+        "spacegroup": result.get("spacegroup_after", result.get("input_spacegroup")),
+        **{k: result[k] for k in _REPORTED if k in result},
+        "cif": result.get("relaxed_cif", pd.Series([""] * len(result))),
+    })
+    runio.write_table(out, "samples.csv", view)
+    runio.write_summary(out, {"command": "screen", "status": "complete", "seconds": seconds,
+                              "settings": {"hull_scale": summary.get("hull_scale")}, **summary})
+    write_report_safely(out)
 
 
 def summarize(result: pd.DataFrame, seconds: float, scale: str = "potential") -> dict:
