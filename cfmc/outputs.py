@@ -12,7 +12,7 @@ import pandas as pd
 
 from cfmc import runio
 from cfmc.diagnostics import burn_in_plot, convergence, kernel_summary, package_versions, trace_plot
-from cfmc.record import Recorder
+from cfmc.record import Draw, Recorder
 
 COLUMNS = {
     "log_posterior": "untempered log density the chains target (lattice term left out when the "
@@ -24,14 +24,8 @@ COLUMNS = {
 }
 
 
-def chain_table(recorder: Recorder) -> pd.DataFrame:
-    """One row per chain at the last recorded draw: formula, string and every column."""
-    from cfmc.crystal import from_arrays
-
-    draw = recorder.last
-    if draw is None:
-        return pd.DataFrame()
-    crystals = from_arrays(draw.positions)
+def chain_table(draw: Draw, crystals: list) -> pd.DataFrame:
+    """One row per chain of a recorded draw: formula, string and every column."""
     table = pd.DataFrame({"chain": np.arange(len(crystals)),
                           "formula": [c.formula for c in crystals],
                           "string": [c.to_string() for c in crystals]})
@@ -74,12 +68,12 @@ def write_outputs(
         runio.write_trace(out, recorder.trace.to_inference_data(acc))
         names = [n for n in trace_names if n in recorder.trace.columns]
         trace_plot(recorder.trace, out / "trace.png", names)
-    chains = chain_table(recorder)
-    samples = pd.DataFrame()
+    chains = samples = pd.DataFrame()
     if recorder.last is not None:
-        runio.write_table(out, "chains.csv", chains)
         draw = recorder.last
-        crystals = from_arrays(draw.positions)
+        crystals = from_arrays(draw.positions)  # once: the chains table and samples share them
+        chains = chain_table(draw, crystals)
+        runio.write_table(out, "chains.csv", chains)
         keep = runio.select_top(crystals, draw.log_posterior, top or None)
         columns = {k: np.asarray(v)[keep] for k, v in draw.columns.items()}
         samples = runio.write_samples(out, [crystals[i] for i in keep], keep, columns)

@@ -199,11 +199,12 @@ def run_chains(
         draws = recorder.trace.draws
         if draws < 4 or draws % options.check_every:
             return {}
-        rhat, ess = worst(convergence(recorder.trace))
+        conv = convergence(recorder.trace)
+        rhat, ess = worst(conv)
         seconds = time.time() - t0
         mixing.update(sweep=i + 1, rhat=rhat, ess_bulk=ess, ess_per_second=ess / seconds)
         stop = (options.until_rhat is not None or options.min_ess is not None) and has_mixed(
-            {"all": {"rhat": rhat, "ess_bulk": ess}}, options.until_rhat, options.min_ess)
+            conv, options.until_rhat, options.min_ess)
         mixing["reached"] = bool(stop)
         return {"Rhat": f"{rhat:.3f}", "ESS": f"{ess:.0f}", "ESS/s": f"{ess / seconds:.1f}",
                 "stop": stop}
