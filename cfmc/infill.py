@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from cfmc.kernels import prior_block_proposal
+from cfmc.kernels import population_proposal, prior_block_draws, prior_block_proposal
+from cfmc.kernels.population import pool_fit
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
 from cfmc.starts import template_start
 from cfmc.sweep import SweepConfig
 from cfmc.template import Template
+
+POOL_KEY = 7  # the pool proposal's draws: fold_in(PRNGKey(seed), POOL_KEY)
 
 
 def infill(
@@ -41,6 +46,9 @@ def infill(
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
     block: bool = False,
+    block_tries: int = 1,
+    block_proposal: str = "prior",
+    pool_size: int = 4096,
     ladder: Sequence[float] = (1.0,),
     init: str = "uniform",
     lattice_moves: bool = False,
@@ -84,8 +92,9 @@ def infill(
         "site_elements": {int(k): list(v) for k, v in (site_elements or {}).items()},
         "tie": [list(t) for t in ties], "differ": [list(d) for d in differ],
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
-        "block": block, "ladder": list(ladder), "init": init, "lattice_moves": lattice_moves,
-        "temperature": temperature,
+        "block": block, "block_tries": block_tries,
+        "block_proposal": block_proposal, "pool_size": pool_size, "ladder": list(ladder),
+        "init": init, "lattice_moves": lattice_moves, "temperature": temperature,
         "anneal": anneal, "seed": seed, "top": top,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
     }
@@ -99,11 +108,30 @@ def infill(
     posterior = Posterior(model, conditioners, temperature=temperature,
                           marginalize_lattice=not lattice_moves)
     config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block,
-                         ladder=tuple(ladder))
-    proposal = (prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
-                if block else None)
+                         block_tries=block_tries, ladder=tuple(ladder))
+    if init == "pool" and not (block and block_proposal == "pool"):
+        raise ValueError("init 'pool' starts from the pool of the population block proposal: "
+                         "use it with block=True, block_proposal='pool'")
+    if block_proposal not in ("prior", "pool"):
+        raise ValueError(f"block_proposal must be 'prior' or 'pool', got '{block_proposal}'")
+    if not block:
+        proposal = None
+    elif block_proposal == "pool":
+        proposal = population_proposal(parsed, max_sites)
+        fitted, pool, log_iw = pool_fit(
+            proposal, prior_block_draws(model, **parsed.sampler_clamps(model.config.max_sites)),
+            posterior, parsed, jax.random.fold_in(jax.random.PRNGKey(seed), POOL_KEY),
+            pool_size, max_sites)
+        proposal = proposal._replace(initial=fitted)
+    else:
+        proposal = prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
 
     def start(key: jax.Array):
+        if init == "pool":  # importance resampling of the pool: starts close to the posterior
+            idx = np.asarray(jax.random.categorical(
+                key, jnp.asarray(log_iw - np.max(log_iw), jnp.float32), shape=(chains,)))
+            return pool.take(idx), {"init": "pool", "pool": int(len(log_iw)),
+                                    "distinct_starts": int(np.unique(idx).size)}
         return template_start(posterior, key, parsed, chains, init, seed, max_sites,
                               lattice=lattice_moves)
 

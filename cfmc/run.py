@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -26,6 +27,7 @@ from cfmc import runio
 from cfmc.arrays import CrystalArrays
 from cfmc.diagnostics import convergence
 from cfmc.kernels import ProposalFn, SiteConstraints
+from cfmc.kernels.population import PopulationFit
 from cfmc.mixing import BurnIn, has_mixed, worst
 from cfmc.outputs import write_outputs
 from cfmc.posterior import Posterior
@@ -152,6 +154,9 @@ def run_chains(
     cons = constraints(positions) if callable(constraints) else constraints
     sampler = Sampler(posterior, cons, config, block)
     state = sampler.init(positions, replicated=resume)
+    if resume and "block_fit.species" in saved:  # the population proposal as it was fitted
+        state = state._replace(block_fit=PopulationFit(
+            *(jnp.asarray(saved[f"block_fit.{f}"]) for f in PopulationFit._fields)))
     auto = BurnIn(max_sweeps=options.sweeps // 2) if options.burn_in is None else None
     recorder = Recorder(posterior, options.sweeps if auto else options.burn_in, k_lat)
     if resume:
@@ -178,6 +183,9 @@ def run_chains(
         arrays, meta = recorder.state()
         arrays.update(runio.pack_arrays(
             "state", CrystalArrays(*(np.asarray(f) for f in st.position))))
+        if st.block_fit is not None:
+            arrays.update({f"block_fit.{k}": np.asarray(v)
+                           for k, v in st.block_fit._asdict().items()})
         if not decided() and auto.history:
             arrays["burn_in.history"] = np.stack(auto.history)
         meta.update(settings=settings, next_sweep=next_sweep, step_sizes=st.step_sizes,

@@ -24,12 +24,14 @@ from cfmc.kernels import (
     ProposalFn,
     SiteConstraints,
     Target,
+    build_isir_kernel,
     build_kernel,
     conditioned,
     coords,
     lattice,
     species,
 )
+from cfmc.kernels.population import PopulationProposal
 from cfmc.posterior import Posterior
 
 KERNELS = ("block", "species", "coords", "lattice")
@@ -49,6 +51,9 @@ class SweepConfig:
     coords: bool = True
     lattice: bool = False
     block: bool = False  # one prior block move per sweep (needs a block proposal)
+    # proposals per block move: 1 is Metropolis-Hastings, more run i-SIR (`kernels.isir`), which
+    # moves to one of them (or stays) in proportion to its importance weight
+    block_tries: int = 1
     # replica exchange: a copy of every chain at each of these temperatures (multiples of the
     # posterior's), neighbours swapped after every sweep; (1.0,) is plain MCMC
     ladder: tuple[float, ...] = (1.0,)
@@ -65,6 +70,8 @@ class SweepConfig:
             raise ValueError(
                 f"species_proposal must be 'uniform' or 'prior', got '{self.species_proposal}'"
             )
+        if int(self.block_tries) < 1:
+            raise ValueError(f"block_tries must be at least 1, got {self.block_tries}")
         if not 0 < self.target_acceptance < 1:
             raise ValueError(f"target_acceptance must be in (0, 1), got {self.target_acceptance}")
         ladder = tuple(float(t) for t in self.ladder)
@@ -83,6 +90,7 @@ class SamplerState(NamedTuple):
     chain_acceptance: np.ndarray  # (K * B,) fraction of the last sweep's proposals accepted
     swaps: dict[str, list[int]]  # replica exchange: (proposed, accepted) per neighbour pair
     replicas: int = 1
+    block_fit: Any = None  # the pool block proposal's fit (fixed for the run)
 
     def cold(self) -> SamplerState:
         """The chains at temperature 1 (what a run records); the state itself without replicas."""
@@ -145,10 +153,11 @@ class Sampler:
         posterior: Posterior,
         constraints: SiteConstraints,
         config: SweepConfig | None = None,
-        block: ProposalFn | None = None,
+        block: ProposalFn | PopulationProposal | None = None,
     ) -> None:
-        """block: the proposal of the block move (e.g. `kernels.prior_block_proposal`), run
-        first in every sweep when `config.block`."""
+        """block: the proposal of the block move (`kernels.prior_block_proposal`, or
+        `kernels.population_proposal`, fitted to a weighted pool of fills), run first in every
+        sweep when `config.block`."""
         self.posterior = posterior
         self.config = config or SweepConfig()
         if self.config.block and block is None:
@@ -177,10 +186,19 @@ class Sampler:
             def host(arrays: CrystalArrays):
                 return conditioned(posterior.conditioner_logdensity(arrays))
         self.target = Target(prior_one, host)
-        self._steps = {
-            k: jax.jit(self._make_step(build_kernel(p, self.config.delayed_acceptance)))
-            for k, p in proposals.items()
-        }
+        kernels = {k: build_kernel(p, self.config.delayed_acceptance)
+                   for k, p in proposals.items() if k != "block" or callable(p)}
+        self.population = block if isinstance(block, PopulationProposal) else None
+        if self.population is not None:  # always i-SIR (its proposals depend on its fit)
+            kernels["block"] = build_isir_kernel(self.population.draws,
+                                                 int(self.config.block_tries))
+        elif block is not None and self.config.block_tries > 1:
+            draws = getattr(block, "draws", None)
+            if draws is None:
+                raise ValueError("block_tries > 1 needs a block proposal with `draws` "
+                                 "(kernels.prior_block_proposal)")
+            kernels["block"] = build_isir_kernel(draws, int(self.config.block_tries))
+        self._steps = {k: jax.jit(self._make_step(kern)) for k, kern in kernels.items()}
 
     # ------------------------------------------------------------------ schedule
 
@@ -283,8 +301,13 @@ class Sampler:
             ids = np.concatenate([ids + r * b for r in range(k)])
         steps = {"coords": self.config.coord_step, "lattice": self.config.lattice_step}
         pairs = {self._pair_name(r): [0, 0] for r in range(k - 1)}
+        fit = None
+        if self.population is not None:  # the proposal's own pool, else the starting crystals
+            fit = self.population.initial
+            if fit is None:
+                fit = self.population.fit(CrystalArrays(*(f[:b] for f in chains.position)))
         return SamplerState(chains, ids.astype(np.int32), steps, new_stats(),
-                            np.full(b * k, np.nan), pairs, k)
+                            np.full(b * k, np.nan), pairs, k, fit)
 
     def _pair_name(self, r: int) -> str:
         t = self.config.ladder
@@ -313,7 +336,8 @@ class Sampler:
 
         def apply(moves: list[tuple[str, int]], first: int, chains: CrystalState) -> CrystalState:
             for m, (kind, site) in enumerate(moves, start=first):
-                step = jnp.float32(state.step_sizes.get(kind, 0.0))
+                step = (state.block_fit if kind == "block" and state.block_fit is not None
+                        else jnp.float32(state.step_sizes.get(kind, 0.0)))
                 chains, counts, active, acc = self._steps[kind](
                     jax.random.fold_in(key, m), ids, chains, cons, jnp.int32(site), step, beta
                 )

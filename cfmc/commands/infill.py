@@ -19,9 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--differ", action="append", default=[], metavar="I,J",
                    help="two sites whose elements must differ; repeatable")
     p.add_argument("--species-proposal", choices=("uniform", "prior"), default="prior")
-    p.add_argument("--init", choices=("uniform", "prior"), default="uniform",
-                   help="initial states: uniform over the blanks, or the prior's sampler "
-                   "with the template clamped")
+    p.add_argument("--init", choices=("uniform", "prior", "pool"), default="uniform",
+                   help="initial states: uniform over the blanks, the prior's sampler with the "
+                   "template clamped, or importance resampling of the pool block proposal's "
+                   "pool (with --block-proposal pool)")
+    p.add_argument("--block-proposal", choices=("prior", "pool"), default="prior",
+                   help="the block move's proposal: the prior's sampler, or a pool of its draws "
+                   "weighted towards the posterior (cheap; drawn once, before the run)")
+    p.add_argument("--block-tries", type=int, default=1, metavar="K",
+                   help="proposals per block move: 1 is Metropolis-Hastings, more run i-SIR "
+                   "(moves to one of them in proportion to its importance weight)")
+    p.add_argument("--pool-size", type=int, default=4096,
+                   help="draws in the pool of --block-proposal pool")
     p.add_argument("--lattice-moves", action="store_true",
                    help="move the lattice in the chain instead of drawing it after burn-in")
     p.add_argument("--anneal", type=float, default=None, metavar="T0",
@@ -40,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     result = infill(
         args.template, args.out, chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in,
         until_rhat=args.until_rhat, min_ess=args.min_ess, block=args.block,
-        ladder=args.ladder,
+        block_tries=args.block_tries, block_proposal=args.block_proposal,
+        pool_size=args.pool_size, ladder=args.ladder,
         elements=args.elements, site_elements=site_elements(args.site_elements),
         ties=site_pairs(args.tie, "tie"), differ=site_pairs(args.differ, "differ"),
         allow_radioactive=args.allow_radioactive, species_proposal=args.species_proposal,

@@ -14,22 +14,28 @@ from cfmc.kernels.base import (
     init,
     log_acceptance,
 )
-from cfmc.kernels.block import prior_block_proposal
+from cfmc.kernels.block import BlockDraws, prior_block_draws, prior_block_proposal
 from cfmc.kernels.constraints import SiteConstraints, free_constraints
 from cfmc.kernels.coords import coordinate_shift, vonmises_proposal
+from cfmc.kernels.isir import build_isir_kernel
 from cfmc.kernels.lattice import gaussian_proposal, is_valid_cell, lattice_move
+from cfmc.kernels.population import PopulationFit, PopulationProposal, population_proposal
 from cfmc.kernels.species import prior_proposal, species_substitution, uniform_proposal
 
 __all__ = [
+    "BlockDraws",
     "Conditioned",
     "CrystalState",
     "MoveInfo",
+    "PopulationFit",
+    "PopulationProposal",
     "Proposal",
     "ProposalFn",
     "SiteConstraints",
     "Target",
     "accept",
     "as_top_level",
+    "build_isir_kernel",
     "build_kernel",
     "conditioned",
     "coordinate_shift",
@@ -39,6 +45,8 @@ __all__ = [
     "is_valid_cell",
     "lattice_move",
     "log_acceptance",
+    "population_proposal",
+    "prior_block_draws",
     "prior_block_proposal",
     "prior_proposal",
     "species_substitution",
