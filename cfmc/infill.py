@@ -12,15 +12,17 @@ one workflow of `cfmc.run`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from cfmc.kernels import prior_block_proposal
+from cfmc.kernels import ProposalFn, prior_block_proposal
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
+from cfmc.shards import check_workers, shard_pool
 from cfmc.starts import template_start
 from cfmc.sweep import SweepConfig
 from cfmc.template import Template
@@ -54,6 +56,9 @@ def infill(
     progress: bool = True,
     force: bool = False,
     resume: bool = False,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    chunk: int | None = None,
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
@@ -67,9 +72,14 @@ def infill(
     (0: all); prior: a CrystalFormer or checkpoint path (None: shipped); conditioners: extra
     log-likelihood terms (lattice-free ones unless `lattice_moves`); resume: continue the run
     saved in `out`, which must have been started with the same settings (sweeps may grow).
+    workers / ray_address: split the chains over this many Ray workers (a local cluster
+    unless an address is given, e.g. 'auto'; `cfmc.shards`); chunk: chains per vectorised
+    chunk (fixed: the chains do not depend on how they are batched or sharded).
     """
 
     from cfmc.priors import load_prior
+
+    check_workers(workers, ray_address)
 
     options = RunOptions(chains, sweeps, burn_in, seed, top, anneal, checkpoint_every, progress,
                          until_rhat, min_ess)
@@ -86,7 +96,7 @@ def infill(
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
         "block": block, "ladder": list(ladder), "init": init, "lattice_moves": lattice_moves,
         "temperature": temperature,
-        "anneal": anneal, "seed": seed, "top": top,
+        "anneal": anneal, "seed": seed, "top": top, "chunk": chunk,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
     }
     model = load_prior(prior)
@@ -96,16 +106,34 @@ def infill(
     # the prior is autoregressive and appends its own padding slot, so slots after the template's
     # sites change nothing but cost time: the arrays carry exactly the template's sites
     max_sites = parsed.num_sites
-    posterior = Posterior(model, conditioners, temperature=temperature,
-                          marginalize_lattice=not lattice_moves)
+    build = functools.partial(
+        build_posterior, prior if prior is None or not isinstance(prior, str | Path)
+        else Path(prior).resolve(), tuple(conditioners), temperature, lattice_moves, block,
+        parsed)
+    posterior, proposal = build(model)
     config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block,
-                         ladder=tuple(ladder))
-    proposal = (prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
-                if block else None)
+                         ladder=tuple(ladder), chunk=chunk)
 
     def start(key: jax.Array):
         return template_start(posterior, key, parsed, chains, init, seed, max_sites,
                               lattice=lattice_moves)
 
-    return run_chains(out, posterior, parsed.constraints(max_sites), config, start, options,
-                      settings, "infill", force=force, resume=resume, block=proposal)
+    with shard_pool(workers, ray_address, build) as shards:
+        return run_chains(out, posterior, parsed.constraints(max_sites), config, start,
+                          options, settings, "infill", force=force, resume=resume,
+                          block=proposal, shards=shards)
+
+
+def build_posterior(prior: Any, conditioners: tuple[Callable, ...], temperature: float,
+                    lattice_moves: bool, block: bool, template: Template, model: Any = None
+                    ) -> tuple[Posterior, ProposalFn | None]:
+    """The posterior of an infill run and its block proposal (None without `block`); `model`:
+    the prior already loaded (else loaded from `prior`, as a shard's worker does)."""
+    from cfmc.priors import load_prior
+
+    model = load_prior(prior) if model is None else model
+    posterior = Posterior(model, conditioners, temperature=temperature,
+                          marginalize_lattice=not lattice_moves)
+    proposal = (prior_block_proposal(model, **template.sampler_clamps(model.config.max_sites))
+                if block else None)
+    return posterior, proposal
