@@ -109,7 +109,7 @@ class ShardWorker:
 class ShardTiming:
     """What one shard did (for summary.json)."""
 
-    chains: tuple[int, int]
+    chains: list[int]  # [lo, hi)
     seconds: float = 0.0  # sweeping, in the worker (the first sweep compiles)
     startup: float = 0.0  # building the posterior in the worker (each start)
     sweeps: int = 0
@@ -129,7 +129,7 @@ class ShardedSampler(Sampler):
         self.pool = pool
         self.ranges = split(chains, pool.workers)
         self.chains_total = chains
-        self.timings = [ShardTiming(r) for r in self.ranges]
+        self.timings = [ShardTiming(list(r)) for r in self.ranges]
         # driver time beyond the slowest shard's (shipping, merging; a Ray worker's process
         # start before its first sweep too)
         self.merge_seconds = 0.0
