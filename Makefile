@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c requirements.lock -e '.[dev,screen]'
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev,screen,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

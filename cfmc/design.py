@@ -15,6 +15,7 @@ targets marked, and prior log-likelihoods.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,10 +26,11 @@ import pandas as pd
 from cfmc import wyckoff
 from cfmc.chemistry import element_mask
 from cfmc.guard import PhysicalGuard
-from cfmc.kernels import free_constraints, prior_block_proposal
+from cfmc.kernels import ProposalFn, free_constraints, prior_block_proposal
 from cfmc.plotting import log_prior_histogram, property_histograms
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
+from cfmc.shards import check_workers, shard_pool
 from cfmc.starts import pool_start
 from cfmc.sweep import SweepConfig
 from cfmc.targets import distance_metrics, gaussian_target_values, target_marks
@@ -94,6 +96,9 @@ def design(
     checkpoint_every: int = 5,
     settings: Mapping[str, Any] | None = None,
     on_sweep: Callable | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    chunk: int | None = None,
 ) -> DesignResult:
     """Sample the posterior prior x conditioner for one space group and write the run directory.
 
@@ -108,8 +113,13 @@ def design(
     blanks, or, in free design, the whole sequence: letters and the number of sites change).
     `ladder`: temperatures of replica exchange (multiples of `temperature`, the output is the
     temperature-1 replica). `resume` continues the run saved in `out` (same settings and
-    conditioner).
+    conditioner). workers / ray_address: split the chains over this many Ray workers (a local
+    cluster unless an address is given, e.g. 'auto'; `cfmc.shards`; the prior pool is drawn
+    once, here); chunk: chains per vectorised chunk (fixed: the chains do not depend on how
+    they are batched or sharded).
     """
+
+    check_workers(workers, ray_address)
 
     options = RunOptions(chains, sweeps, burn_in, seed, top, None, checkpoint_every, progress,
                          until_rhat, min_ess)
@@ -134,14 +144,20 @@ def design(
         "species_proposal": species_proposal, "block": block, "ladder": list(ladder),
         "delayed_acceptance": delayed_acceptance,
         "temperature": temperature, "top": top, "min_distance": min_distance,
-        "min_volume_per_atom": min_volume_per_atom, "pool": pool, **dict(settings or {}),
+        "min_volume_per_atom": min_volume_per_atom, "pool": pool, "chunk": chunk,
+        **dict(settings or {}),
     }
     from cfmc.priors import load_prior
 
     model = load_prior(prior)
     max_sites = int(model.config.max_sites)
-    guard = PhysicalGuard(conditioner, min_distance, min_volume_per_atom)
-    posterior = Posterior(model, [guard], temperature=temperature, marginalize_lattice=False)
+    clamps = (template.sampler_clamps(max_sites) if template is not None
+              else {"allowed_species": allowed})
+    build = functools.partial(
+        build_posterior, prior if prior is None or not isinstance(prior, str | Path)
+        else Path(prior).resolve(), conditioner, min_distance, min_volume_per_atom,
+        temperature, clamps if block else None)
+    posterior, proposal = build(model)
     out = Path(out)
 
     def start(key: jax.Array):
@@ -157,12 +173,27 @@ def design(
                    else (lambda arrays: free_constraints(arrays, allowed)))
     config = SweepConfig(lattice=True, species_proposal=species_proposal, block=block,
                          ladder=tuple(ladder),
-                         delayed_acceptance=delayed_acceptance)
-    clamps = (template.sampler_clamps(max_sites) if template is not None
-              else {"allowed_species": allowed})
-    proposal = prior_block_proposal(model, **clamps, lattice=True) if block else None
-    result: RunResult = run_chains(out, posterior, constraints, config, start, options,
-                                   run_settings, "design", force=force, resume=resume,
-                                   extras=extras, on_sweep=on_sweep, block=proposal)
+                         delayed_acceptance=delayed_acceptance, chunk=chunk)
+    with shard_pool(workers, ray_address, build) as shards:
+        result: RunResult = run_chains(out, posterior, constraints, config, start, options,
+                                       run_settings, "design", force=force, resume=resume,
+                                       extras=extras, on_sweep=on_sweep, block=proposal,
+                                       shards=shards)
     return DesignResult(result.out, pd.read_csv(out / "unconditional.csv"), result.chains,
                         result.samples, result.summary)
+
+
+def build_posterior(prior: Any, conditioner: Any, min_distance: float,
+                    min_volume_per_atom: float, temperature: float,
+                    block_clamps: Mapping[str, Any] | None, model: Any = None
+                    ) -> tuple[Posterior, ProposalFn | None]:
+    """The posterior of a design run and its block proposal (None without `block_clamps`);
+    `model`: the prior already loaded (else loaded from `prior`, as a shard's worker does)."""
+    from cfmc.priors import load_prior
+
+    model = load_prior(prior) if model is None else model
+    guard = PhysicalGuard(conditioner, min_distance, min_volume_per_atom)
+    posterior = Posterior(model, [guard], temperature=temperature, marginalize_lattice=False)
+    proposal = (prior_block_proposal(model, **block_clamps, lattice=True)
+                if block_clamps is not None else None)
+    return posterior, proposal

@@ -12,6 +12,7 @@ one workflow of `cfmc.run`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfmc.kernels import population_proposal, prior_block_draws, prior_block_proposal
-from cfmc.kernels.population import pool_fit
+from cfmc.kernels import ProposalFn, population_proposal, prior_block_draws, prior_block_proposal
+from cfmc.kernels.population import PopulationProposal, pool_fit
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
+from cfmc.shards import check_workers, shard_pool
 from cfmc.starts import template_start
 from cfmc.sweep import SweepConfig
 from cfmc.template import Template
@@ -62,22 +64,38 @@ def infill(
     progress: bool = True,
     force: bool = False,
     resume: bool = False,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    chunk: int | None = None,
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
     burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
     (`sweeps` caps the run); elements / site_elements (site index from 0) / ties / differ
-    restrict the blanks (see `Template.parse`); block: add the prior block move (all blanks
-    redrawn from the prior's conditionals) to every sweep; ladder: temperatures of replica
-    exchange (multiples of `temperature`; the output is the temperature-1 replica); init:
-    'uniform' blanks or 'prior' draws with the template clamped; anneal: start temperature
+    restrict the blanks (see `Template.parse`); block: add a block move (all blanks redrawn)
+    to every sweep; block_proposal: its proposal, 'prior' (the prior's sampler) or 'pool' (a
+    pool of `pool_size` prior fills weighted towards the posterior, drawn once; cheap);
+    block_tries: proposals per block move (1: Metropolis-Hastings, more: i-SIR); ladder:
+    temperatures of replica exchange (multiples of `temperature`; the output is the
+    temperature-1 replica); init: 'uniform' blanks, 'prior' draws with the template clamped,
+    or 'pool' (importance resampling of the pool); anneal: start temperature
     annealed down to `temperature` over burn-in; top: keep the N best distinct final crystals
     (0: all); prior: a CrystalFormer or checkpoint path (None: shipped); conditioners: extra
     log-likelihood terms (lattice-free ones unless `lattice_moves`); resume: continue the run
     saved in `out`, which must have been started with the same settings (sweeps may grow).
+    workers / ray_address: split the chains over this many Ray workers (a local cluster
+    unless an address is given, e.g. 'auto'; `cfmc.shards`); chunk: chains per vectorised
+    chunk (fixed: the chains do not depend on how they are batched or sharded).
     """
 
     from cfmc.priors import load_prior
+
+    check_workers(workers, ray_address)
+    if block_proposal not in ("prior", "pool"):
+        raise ValueError(f"block_proposal must be 'prior' or 'pool', got '{block_proposal}'")
+    if init == "pool" and not (block and block_proposal == "pool"):
+        raise ValueError("init 'pool' starts from the pool of the pool block proposal: use it "
+                         "with block=True, block_proposal='pool'")
 
     options = RunOptions(chains, sweeps, burn_in, seed, top, anneal, checkpoint_every, progress,
                          until_rhat, min_ess)
@@ -92,10 +110,10 @@ def infill(
         "site_elements": {int(k): list(v) for k, v in (site_elements or {}).items()},
         "tie": [list(t) for t in ties], "differ": [list(d) for d in differ],
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
-        "block": block, "block_tries": block_tries,
-        "block_proposal": block_proposal, "pool_size": pool_size, "ladder": list(ladder),
-        "init": init, "lattice_moves": lattice_moves, "temperature": temperature,
-        "anneal": anneal, "seed": seed, "top": top,
+        "block": block, "block_tries": block_tries, "block_proposal": block_proposal,
+        "pool_size": pool_size, "ladder": list(ladder), "init": init,
+        "lattice_moves": lattice_moves, "temperature": temperature,
+        "anneal": anneal, "seed": seed, "top": top, "chunk": chunk,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
     }
     model = load_prior(prior)
@@ -105,26 +123,19 @@ def infill(
     # the prior is autoregressive and appends its own padding slot, so slots after the template's
     # sites change nothing but cost time: the arrays carry exactly the template's sites
     max_sites = parsed.num_sites
-    posterior = Posterior(model, conditioners, temperature=temperature,
-                          marginalize_lattice=not lattice_moves)
+    build = functools.partial(
+        build_posterior, prior if prior is None or not isinstance(prior, str | Path)
+        else Path(prior).resolve(), tuple(conditioners), temperature, lattice_moves,
+        block and block_proposal, parsed)
+    posterior, proposal = build(model)
     config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block,
-                         block_tries=block_tries, ladder=tuple(ladder))
-    if init == "pool" and not (block and block_proposal == "pool"):
-        raise ValueError("init 'pool' starts from the pool of the population block proposal: "
-                         "use it with block=True, block_proposal='pool'")
-    if block_proposal not in ("prior", "pool"):
-        raise ValueError(f"block_proposal must be 'prior' or 'pool', got '{block_proposal}'")
-    if not block:
-        proposal = None
-    elif block_proposal == "pool":
-        proposal = population_proposal(parsed, max_sites)
+                         block_tries=block_tries, ladder=tuple(ladder), chunk=chunk)
+    if isinstance(proposal, PopulationProposal):  # the pool: drawn once, on the driver
         fitted, pool, log_iw = pool_fit(
             proposal, prior_block_draws(model, **parsed.sampler_clamps(model.config.max_sites)),
             posterior, parsed, jax.random.fold_in(jax.random.PRNGKey(seed), POOL_KEY),
             pool_size, max_sites)
         proposal = proposal._replace(initial=fitted)
-    else:
-        proposal = prior_block_proposal(model, **parsed.sampler_clamps(model.config.max_sites))
 
     def start(key: jax.Array):
         if init == "pool":  # importance resampling of the pool: starts close to the posterior
@@ -135,5 +146,25 @@ def infill(
         return template_start(posterior, key, parsed, chains, init, seed, max_sites,
                               lattice=lattice_moves)
 
-    return run_chains(out, posterior, parsed.constraints(max_sites), config, start, options,
-                      settings, "infill", force=force, resume=resume, block=proposal)
+    with shard_pool(workers, ray_address, build) as shards:
+        return run_chains(out, posterior, parsed.constraints(max_sites), config, start,
+                          options, settings, "infill", force=force, resume=resume,
+                          block=proposal, shards=shards)
+
+
+def build_posterior(prior: Any, conditioners: tuple[Callable, ...], temperature: float,
+                    lattice_moves: bool, block: str | bool, template: Template, model: Any = None
+                    ) -> tuple[Posterior, ProposalFn | PopulationProposal | None]:
+    """The posterior of an infill run and its block proposal (`block`: 'prior', 'pool' (not yet
+    fitted) or False for none); `model`: the prior already loaded (else loaded from `prior`, as
+    a shard's worker does)."""
+    from cfmc.priors import load_prior
+
+    model = load_prior(prior) if model is None else model
+    posterior = Posterior(model, conditioners, temperature=temperature,
+                          marginalize_lattice=not lattice_moves)
+    if block == "pool":
+        return posterior, population_proposal(template, template.num_sites)
+    proposal = (prior_block_proposal(model, **template.sampler_clamps(model.config.max_sites))
+                if block else None)
+    return posterior, proposal

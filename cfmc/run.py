@@ -33,6 +33,7 @@ from cfmc.outputs import write_outputs
 from cfmc.posterior import Posterior
 from cfmc.record import Recorder
 from cfmc.rundir_lock import guarded_run
+from cfmc.shards import ShardedSampler, ShardPool
 from cfmc.sweep import Sampler, SamplerState, SweepConfig, annealing, run_sweeps
 
 # key -> (one crystal per chain, what the start did, for the summary)
@@ -127,13 +128,15 @@ def run_chains(
     extras: Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
     on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
     block: ProposalFn | None = None,
+    shards: ShardPool | None = None,
 ) -> RunResult:
     """Run the chains of one posterior into the run directory `out` and write its outputs.
 
     constraints: fixed, or a function of the starting crystals (free design); settings: what
     the summary and the checkpoint record (a resume must request the same); extras(chains): the
     front door's own outputs, merged into the summary; block: the proposal of the block move
-    (with `config.block`).
+    (with `config.block`); shards: run the sweeps in these Ray workers (`cfmc.shards`), the
+    chains split between them, everything else here.
     """
     out = runio.prepare(out, force=force, resume=resume)
     settings = dict(settings)
@@ -152,7 +155,8 @@ def run_chains(
         positions, start_info = start(k_init)
         first = 0
     cons = constraints(positions) if callable(constraints) else constraints
-    sampler = Sampler(posterior, cons, config, block)
+    sampler = (Sampler(posterior, cons, config, block) if shards is None
+               else shards.sampler(posterior, cons, config, block, options.chains))
     state = sampler.init(positions, replicated=resume)
     if resume and "block_fit.species" in saved:  # the population proposal as it was fitted
         state = state._replace(block_fit=PopulationFit(
@@ -226,6 +230,9 @@ def run_chains(
         status = "interrupted"
         raise
     finally:
+        if isinstance(sampler, ShardedSampler):
+            sampler.close()
+            summary["sharding"] = sampler.summary()
         checkpoint(progress["state"], progress["next"])
         summary.update(status=status, seconds=time.time() - t0, sweeps=progress["next"],
                        burn_in=recorder.burn_in if decided() else None,

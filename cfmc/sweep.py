@@ -11,6 +11,7 @@ keys derive from (sweep key, move, chain index) alone. Everything that changes d
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -64,6 +65,10 @@ class SweepConfig:
     target_acceptance: float = 0.3
     adapt_rate: float = 1.0
     chunk_size: int = 128  # chains evaluated together inside one jitted move
+    # a fixed chunk: every chain runs in a vectorised chunk of exactly this many (the batch
+    # padded with copies), so a chain's floats do not depend on how the chains are batched,
+    # chunked or sharded (None: min(chunk_size, chains), or all chains with conditioners)
+    chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.species_proposal not in ("uniform", "prior"):
@@ -77,6 +82,8 @@ class SweepConfig:
         ladder = tuple(float(t) for t in self.ladder)
         if not ladder or ladder[0] != 1.0 or np.any(np.diff(ladder) <= 0):
             raise ValueError(f"ladder must start at 1 and increase, got {self.ladder}")
+        if self.chunk is not None and self.chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {self.chunk}")
         self.ladder = ladder
 
 
@@ -241,7 +248,7 @@ class Sampler:
     def _make_step(self, kernel: Callable) -> Callable:
         target = self.target
         conditioned_ = target.conditioners is not None
-        chunk_size = self.config.chunk_size
+        chunk_size, fixed = self.config.chunk_size, self.config.chunk
 
         def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
             b = chain_ids.shape[0]
@@ -253,8 +260,17 @@ class Sampler:
 
             # chunks of chains: one huge batch runs slower per chain on CPU (cache misses); with
             # conditioners one chunk, so the host predicts the whole batch in one call
-            size = b if conditioned_ else min(chunk_size, b)
-            new, info = jax.lax.map(one, (keys, chains, constraints, betas), batch_size=size)
+            size = fixed or (b if conditioned_ else min(chunk_size, b))
+            # every chunk the same shape (no remainder of another shape): the batch is padded
+            # with copies of its first chain, whose results are dropped
+            pad = -b % size
+            args = (keys, chains, constraints, betas)
+            if pad:
+                args = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]),
+                                    args)
+            new, info = jax.lax.map(one, args, batch_size=size)
+            if pad:
+                new, info = jax.tree.map(lambda x: x[:b], (new, info))
             ok = info.is_active & info.is_valid
             counts = {
                 "proposed": info.is_active.sum(),
@@ -334,12 +350,12 @@ class Sampler:
         done: list = []
         counts_per_chain = [jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32)]
 
-        def apply(moves: list[tuple[str, int]], first: int, chains: CrystalState) -> CrystalState:
-            for m, (kind, site) in enumerate(moves, start=first):
+        def apply(moves: list[tuple[str, int]], chains: CrystalState) -> CrystalState:
+            for kind, site in moves:
                 step = (state.block_fit if kind == "block" and state.block_fit is not None
                         else jnp.float32(state.step_sizes.get(kind, 0.0)))
                 chains, counts, active, acc = self._steps[kind](
-                    jax.random.fold_in(key, m), ids, chains, cons, jnp.int32(site), step, beta
+                    move_key(key, kind, site), ids, chains, cons, jnp.int32(site), step, beta
                 )
                 done.append((kind, counts))
                 counts_per_chain[0] = counts_per_chain[0] + active
@@ -347,10 +363,10 @@ class Sampler:
             return chains
 
         if self.config.block:  # block moves may add sites: the site moves follow the new masks
-            chains = apply(self.schedule()[:1], 0, chains)
-            chains = apply(self.schedule(np.asarray(chains.position.mask))[1:], 1, chains)
+            chains = apply(self.schedule()[:1], chains)
+            chains = apply(self.schedule(np.asarray(chains.position.mask))[1:], chains)
         else:
-            chains = apply(self.schedule(np.asarray(chains.position.mask)), 0, chains)
+            chains = apply(self.schedule(np.asarray(chains.position.mask)), chains)
         proposed, accepted = counts_per_chain
         # device arrays are read back once per sweep, so moves are dispatched without waiting
         done, proposed, accepted = jax.device_get((done, proposed, accepted))
@@ -376,7 +392,10 @@ class Sampler:
         k_first, k_u = jax.random.split(key)
         first = int(jax.random.bernoulli(k_first)) if k > 2 else 0
         ld = np.asarray(state.chains.logdensity, np.float64).reshape(k, b)
-        u = np.asarray(jax.random.uniform(k_u, (k, b)), np.float64)
+        # one uniform per chain from its own id: a chain's swaps do not depend on the batch
+        ids = jnp.asarray(np.asarray(state.chain_ids).reshape(k, b))
+        u = np.asarray(jax.vmap(jax.vmap(
+            lambda i: jax.random.uniform(jax.random.fold_in(k_u, i))))(ids), np.float64)
         order = np.arange(k * b)
         swaps = {name: list(v) for name, v in state.swaps.items()}
         for r in range(int(first), k - 1, 2):
@@ -404,6 +423,13 @@ class Sampler:
                 hi = 0.5 if kind == "coords" else 5.0
                 steps[kind] = float(np.clip(step, 1e-4, hi))
         return state._replace(step_sizes=steps)
+
+
+def move_key(key: jax.Array, kind: str, site: int) -> jax.Array:
+    """The key of move (kind, site) of a sweep: the same whichever moves a batch skips (a
+    batch with no chain that has a site skips its moves)."""
+    return jax.random.fold_in(jax.random.fold_in(key, zlib.crc32(kind.encode()) & 0x7FFFFFFF),
+                              site)
 
 
 def annealing(start: float, end: float, sweeps: int) -> Callable[[int], float]:

@@ -41,6 +41,15 @@ def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default=None, help="prior checkpoint directory (default: shipped)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="split the chains over N Ray workers (a local Ray cluster unless "
+                   "--ray-address; needs pip install 'cfmc[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run the workers on the Ray cluster at ADDR ('auto': the one this "
+                   "machine joined with `ray start`)")
+    p.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="chains per vectorised chunk (fixed: the chains are the same however "
+                   "they are batched or sharded; a sharded run uses one shard's chains)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--force", action="store_true", help="overwrite the outputs in --out")
     p.add_argument("--out", required=True, help="run directory")

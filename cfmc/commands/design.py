@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         delayed_acceptance=args.delayed_acceptance, temperature=args.temperature,
         top=args.top, force=args.force, resume=args.resume, progress=not args.no_progress,
         settings={"targets": targets, "sigmas": sigmas, "prior": args.prior},
+            workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
     )
     for name, m in result.summary["metrics"].items():
         print(f"{name}: target {m['target']:g}, mean |y - target| "

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         anneal=args.anneal, seed=args.seed, top=args.top, prior=args.prior,
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, force=args.force,
         resume=args.resume,
+            workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
     )
     report(result.out, result.summary, len(result.samples))
     return 0
