@@ -28,7 +28,7 @@ COMMANDS = {
                "--chains", "64", "--sweeps", "4", "--burn-in", "2", "--seed", "0", "--force"],
     "design": ["design", "--spacegroup", "225", "--target", "band_gap=2.0",
                "--target", "formation_energy=-3.0", "--chains", "16", "--sweeps", "2",
-               "--force"],
+               "--burn-in", "1", "--force"],
 }
 EVENTS = {
     "/jax/core/compile/jaxpr_trace_duration": "trace",
