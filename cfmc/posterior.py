@@ -32,6 +32,9 @@ class PriorFunctions(NamedTuple):
     sample_lattice: Callable[..., jax.Array] | None = None
     sample: Callable[..., CrystalArrays] | None = None
     max_sites: int | None = None
+    # log_prob and species_log_probs take arrays cut after the last real site (fewer slots than
+    # max_sites) and give the same densities: padding after a crystal's end does not enter them
+    trims: bool = False
 
 
 def as_prior(prior: Any, allowed_species: np.ndarray | None = None) -> PriorFunctions:
@@ -48,17 +51,24 @@ def as_prior(prior: Any, allowed_species: np.ndarray | None = None) -> PriorFunc
     model = prior
     allowed = None if allowed_species is None else jnp.asarray(allowed_species)
 
+    def allowed_for(arrays):  # a per-site mask cut like arrays cut after their last real site
+        if allowed is None or allowed.ndim < 2:
+            return allowed
+        return allowed[..., : np.shape(arrays.wyckoff)[-1], :]
+
     def sample(key, spacegroup, num, **clamps):
         return priors.sample(model, key, spacegroup, num, **clamps)
 
     return PriorFunctions(
-        log_prob=lambda arrays: priors.log_prob(model, arrays, allowed),
-        species_log_probs=lambda arrays: priors.species_log_probs(model, arrays, allowed),
+        log_prob=lambda arrays: priors.log_prob(model, arrays, allowed_for(arrays)),
+        species_log_probs=lambda arrays: priors.species_log_probs(
+            model, arrays, allowed_for(arrays)),
         sample_lattice=lambda key, arrays, temperature=1.0: priors.sample_lattice(
             model, key, arrays, temperature=temperature
         ),
         sample=sample if hasattr(priors, "sample") else None,
         max_sites=getattr(getattr(model, "config", None), "max_sites", None),
+        trims=True,
     )
 
 
@@ -138,6 +148,18 @@ class Posterior:
             total = total - terms.lattice
         return jnp.where(jnp.isnan(total), -jnp.inf, total)
 
+    def site_slots(self, mask: np.ndarray, differ: np.ndarray | None = None) -> int:
+        """Site slots that site moves of a batch (site `mask` (..., N)) need: every real site, cut
+        to a multiple of SITE_BUCKET (a few compiled shapes), all N when the prior cannot take
+        cut arrays or a `differ` pair names a slot beyond the cut."""
+        n = int(np.shape(mask)[-1])
+        if not self.prior.trims:
+            return n
+        cut = site_bucket(mask)
+        if differ is not None and np.size(differ) and int(np.max(differ)) >= cut:
+            return n
+        return cut
+
     def prior_logdensity(self, arrays: CrystalArrays) -> np.ndarray:
         """Jitted `prior_part` (in chunks of chains) on the host."""
         return np.asarray(self._prior_part(_to_jax(arrays)))
@@ -203,6 +225,41 @@ class Posterior:
         return PosteriorTerms(
             total, log_prior, cond.logp, prior_terms, cond.terms, cond.values, cond.failed
         )
+
+
+SITE_BUCKET = 4  # cut arrays keep a multiple of this many site slots
+
+
+def site_bucket(mask: np.ndarray, step: int = SITE_BUCKET) -> int:
+    """Slots holding every real site of a batch (`mask` (..., N)): the last real slot rounded up
+    to a multiple of `step`, at least `step`, at most N."""
+    mask = np.asarray(mask, bool)
+    n = int(mask.shape[-1])
+    real = np.flatnonzero(mask.reshape(-1, n).any(0))
+    last = int(real[-1]) + 1 if real.size else 1
+    return min(n, -(-last // step) * step)
+
+
+def trim_sites(arrays: CrystalArrays, n: int) -> CrystalArrays:
+    """The first `n` site slots of every per-site field (leading batch axes kept)."""
+    return arrays._replace(wyckoff=arrays.wyckoff[..., :n], species=arrays.species[..., :n],
+                           coords=arrays.coords[..., :n, :], mask=arrays.mask[..., :n])
+
+
+def restore_sites(trimmed: CrystalArrays, full: CrystalArrays) -> CrystalArrays:
+    """`trimmed`'s slots followed by the slots of `full` beyond them (JAX arrays)."""
+    n = trimmed.wyckoff.shape[-1]
+    if n == full.wyckoff.shape[-1]:
+        return trimmed
+
+    def join(t, f, axis):
+        return jnp.concatenate([t, jnp.asarray(f)[(Ellipsis, slice(n, None))
+                                                  + (slice(None),) * (-1 - axis)]], axis=axis)
+
+    return trimmed._replace(wyckoff=join(trimmed.wyckoff, full.wyckoff, -1),
+                            species=join(trimmed.species, full.species, -1),
+                            coords=join(trimmed.coords, full.coords, -2),
+                            mask=join(trimmed.mask, full.mask, -1))
 
 
 def chunked(fn: Callable, chunk_size: int) -> Callable:

@@ -33,7 +33,7 @@ from cfmc.kernels import (
     species,
 )
 from cfmc.kernels.population import PopulationProposal
-from cfmc.posterior import Posterior
+from cfmc.posterior import Posterior, restore_sites, trim_sites
 
 KERNELS = ("block", "species", "coords", "lattice")
 STAT_FIELDS = ("proposed", "accepted", "invalid", "predictor_calls", "predictor_failures",
@@ -223,6 +223,19 @@ class Sampler:
         self._cons_cache = (batch, SiteConstraints(*(jnp.asarray(f) for f in c)))
         return self._cons_cache[1]
 
+    def _cut_constraints(self, cons: SiteConstraints, n: int) -> SiteConstraints:
+        """Batched constraints of the first `n` site slots (kept for the last cut used)."""
+        if n == cons.species_move.shape[-1]:
+            return cons
+        cached = getattr(self, "_cut_cache", None)
+        if cached is not None and cached[0] is cons and cached[1] == n:
+            return cached[2]
+        cut = cons._replace(species_move=cons.species_move[..., :n],
+                            allowed=cons.allowed[..., :n, :], tie=cons.tie[..., :n],
+                            coord_move=cons.coord_move[..., :n, :])
+        self._cut_cache = (cons, n, cut)
+        return cut
+
     def schedule(self, mask: np.ndarray | None = None) -> list[tuple[str, int]]:
         """The moves of one sweep, (kernel, site) in sequence order; sites with nothing to move
         in any chain (or, given the chains' site `mask`, real in none) are skipped; the block
@@ -350,7 +363,8 @@ class Sampler:
         done: list = []
         counts_per_chain = [jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32)]
 
-        def apply(moves: list[tuple[str, int]], chains: CrystalState) -> CrystalState:
+        def apply(moves: list[tuple[str, int]], chains: CrystalState,
+                  cons: SiteConstraints = cons) -> CrystalState:
             for kind, site in moves:
                 step = (state.block_fit if kind == "block" and state.block_fit is not None
                         else jnp.float32(state.step_sizes.get(kind, 0.0)))
@@ -362,11 +376,16 @@ class Sampler:
                 counts_per_chain[1] = counts_per_chain[1] + acc
             return chains
 
+        first = 0
         if self.config.block:  # block moves may add sites: the site moves follow the new masks
             chains = apply(self.schedule()[:1], chains)
-            chains = apply(self.schedule(np.asarray(chains.position.mask))[1:], chains)
-        else:
-            chains = apply(self.schedule(np.asarray(chains.position.mask)), chains)
+            first = 1
+        mask = np.asarray(chains.position.mask)
+        # site moves see the arrays cut after the last real site (same densities, fewer tokens)
+        n = self.posterior.site_slots(mask, self.constraints.differ)
+        cut = chains._replace(position=trim_sites(chains.position, n))
+        cut = apply(self.schedule(mask)[first:], cut, self._cut_constraints(cons, n))
+        chains = cut._replace(position=restore_sites(cut.position, chains.position))
         proposed, accepted = counts_per_chain
         # device arrays are read back once per sweep, so moves are dispatched without waiting
         done, proposed, accepted = jax.device_get((done, proposed, accepted))

@@ -98,7 +98,10 @@ def enable_compilation_cache(path: str | None = None) -> None:
         return
     root = Path(os.environ.get("CFMC_CACHE", Path.home() / ".cache" / "cfmc"))
     jax.config.update("jax_compilation_cache_dir", str(path or root / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # every program, however quick to compile: a run builds dozens of small ones, and loading
+    # each from disk is faster than compiling it again
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def get_config(name: str) -> PriorConfig:

@@ -142,4 +142,4 @@ def test_population_block_keeps_the_enumerated_posterior(model, binary, case):
     p = chi2_pvalue(final.species, states, probs)
     assert p > 0.01, f"case {case}: chi-square p = {p:.2g}"
     moved = np.mean(np.any(final.species != x.species, axis=1))
-    assert moved > 0.3, moved  # the chains did move: the test is not vacuous
+    assert moved > 0.1, moved  # the chains did move: the test is not vacuous
