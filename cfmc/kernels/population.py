@@ -165,7 +165,7 @@ def population_proposal(template, num_sites: int, eps: float = 0.5) -> Populatio
 
 
 def pool_fit(proposal: PopulationProposal, block_draws: BlockDrawFn, posterior, template,
-             key: jax.Array, size: int, num_sites: int, alpha: float = 0.5,
+             key: jax.Array, size: int, num_sites: int, alpha: float = 1.0,
              batch: int = 128) -> tuple[PopulationFit, CrystalArrays, np.ndarray]:
     """Draw `size` fills of the template from the prior's block proposal (`block_draws`, e.g.
     `prior_block_draws`), weigh each by (pi / q)^alpha and fit the proposal to them. Returns the
