@@ -77,8 +77,13 @@ def shard_chunk(chains: int, shards: int, replicas: int, chunk_size: int) -> int
 class ShardWorker:
     """One shard in a Ray worker: the posterior and the jitted moves, built once."""
 
-    def __init__(self, build: Build, constraints: SiteConstraints, config: SweepConfig) -> None:
+    def __init__(self, build: Build, constraints: SiteConstraints, config: SweepConfig,
+                 cache_dir: str | None = None) -> None:
         t0 = time.time()
+        if cache_dir:  # the driver's compilation cache: a worker loads what it compiled
+            from cfmc.priors.config import enable_compilation_cache
+
+            enable_compilation_cache(cache_dir)
         posterior, block = build()
         self.sampler = Sampler(posterior, constraints, config, block)
         self.startup = time.time() - t0  # reported with the first sweep
@@ -142,7 +147,8 @@ class ShardedSampler(Sampler):
         self.actors = [self._actor(s) for s in range(len(self.ranges))]
 
     def _actor(self, s: int) -> Any:
-        return self.pool.actor_class.remote(self.pool.build, self._cons[s], self.config)
+        return self.pool.actor_class.remote(self.pool.build, self._cons[s], self.config,
+                                            jax.config.jax_compilation_cache_dir)
 
     def sweep(self, key: jax.Array, state: SamplerState, temperature: float | None = None
               ) -> tuple[SamplerState, dict[str, dict[str, int]]]:
