@@ -134,18 +134,18 @@ def test_pool_block_run_and_resume(prior_dir, tmp_path):
     block moves chains, every draw keeps the template, and a resumed run (the pool's fit read
     back from the checkpoint) equals the uninterrupted one."""
     pool = ["--block", "--block-proposal", "pool", "--block-tries", "4", "--init", "pool",
-            "--pool-size", "256"]
+            "--pool-size", "128"]
     full, part = tmp_path / "full", tmp_path / "part"
-    assert main(_args(prior_dir, full, sweeps=6, extra=pool)) == 0
+    assert main(_args(prior_dir, full, sweeps=5, extra=pool)) == 0
     summary = json.loads((full / "summary.json").read_text())
-    assert summary["start"]["init"] == "pool" and summary["start"]["pool"] == 256
+    assert summary["start"]["init"] == "pool" and summary["start"]["pool"] == 128
     block = summary["kernels"]["block"]
     assert block["proposed"] == 24 * summary["draws"]  # counted after burn-in
     assert 0 < block["accepted"] < block["proposed"]
     t = Template.parse(TEMPLATE, elements=ELEMENTS)
     assert t.check_arrays(runio.unpack_arrays("state", runio.load_checkpoint(full)[0])).all()
     assert main(_args(prior_dir, part, sweeps=3, extra=pool)) == 0
-    assert main(_args(prior_dir, part, sweeps=6, extra=[*pool, "--resume"])) == 0
+    assert main(_args(prior_dir, part, sweeps=5, extra=[*pool, "--resume"])) == 0
     a, _ = runio.load_checkpoint(full)
     b, _ = runio.load_checkpoint(part)
     for k in ("state.species", "state.coords", "trace.log_posterior", "block_fit.species"):

@@ -49,7 +49,8 @@ def test_block_move_matches_enumerated_posterior(model, binary, tries):
         sampler = Sampler(post, template.constraints(2), config,
                           block=template_block(model, template))
         x = template.random_arrays(600, np.random.default_rng(5 + k), 2)
-        state = run_chains(sampler, x, 12, seed=6 + k)  # ~half the proposals accepted
+        # ~half the proposals accepted with one try; i-SIR with four moves more often
+        state = run_chains(sampler, x, 12 if tries == 1 else 6, seed=6 + k)
         final = as_numpy(state.position)
         assert template.check_arrays(final).all()
         p = chi2_pvalue(final.species, states, probs)
@@ -85,26 +86,6 @@ def test_whole_sequence_block_under_the_prior_is_always_accepted(model, lattice)
     assert s["invalid"] < s["proposed"] and (lattice or s["invalid"] == 0)
     assert s["accepted"] >= s["proposed"] - s["invalid"] - 2
     assert len(sites) > 1  # the number of sites changes: a trans-dimensional move
-
-
-def test_isir_moves_more_often_with_more_tries(model, binary):
-    """Under a steep target far from the proposal, i-SIR with 8 tries moves a chain more often
-    than with 1 (the probability of staying is the current crystal's share of the K + 1
-    weights)."""
-    t, _, _ = binary
-    bonus = {"Na": 4.0, "K": -4.0, "Cl": 2.0, "Br": -2.0}
-
-    def steep(crystals):
-        return np.array([bonus[c.species[0]] + bonus[c.species[1]] for c in crystals])
-
-    rates = []
-    for tries in (2, 8):
-        post = Posterior(model, conditioners=[steep], marginalize_lattice=True)
-        config = dataclasses.replace(BLOCK_ONLY, block_tries=tries)
-        sampler = Sampler(post, t.constraints(2), config, block=template_block(model, t))
-        state = run_chains(sampler, t.random_arrays(200, np.random.default_rng(1), 2), 4, seed=2)
-        rates.append(state.stats["block"]["accepted"] / state.stats["block"]["proposed"])
-    assert rates[1] > rates[0] + 0.1, rates
 
 
 @pytest.mark.parametrize("case", range(3))
