@@ -28,10 +28,9 @@ def template_block(model, t: Template):
     return prior_block_proposal(model, **t.sampler_clamps(model.config.max_sites))
 
 
-@pytest.mark.parametrize("tries", [1, 4])
-def test_block_move_matches_enumerated_posterior(model, binary, tries):
-    """The prior alone, the prior times a conditioner, and the prior with a differ pair; with one
-    try (Metropolis-Hastings) and with four (i-SIR)."""
+def enumerated_cases(binary):
+    """(conditioners, template, exact state probabilities) of the three enumerated targets: the
+    prior alone, the prior times a cheap conditioner, and the prior with a differ pair."""
     t, states, prior_probs = binary
     bonus = {"Na": 1.5, "K": -1.0, "Cl": 0.5, "Br": 0.0}
 
@@ -41,8 +40,16 @@ def test_block_move_matches_enumerated_posterior(model, binary, tries):
     like = np.array([bonus[ELEMENTS[Z.index(a)]] - bonus[ELEMENTS[Z.index(b)]] for a, b in states])
     differ = Template.parse("221-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2", elements=ELEMENTS,
                             differ=[(0, 1)])
-    cases = (([], t, prior_probs), ([cheap], t, prior_probs * np.exp(like)),
-             ([], differ, np.where(states[:, 0] != states[:, 1], prior_probs, 0.0)))
+    return [([], t, prior_probs), ([cheap], t, prior_probs * np.exp(like)),
+            ([], differ, np.where(states[:, 0] != states[:, 1], prior_probs, 0.0))]
+
+
+@pytest.mark.parametrize("tries", [1, 4])
+def test_block_move_matches_enumerated_posterior(model, binary, tries):
+    """The prior alone, the prior times a conditioner, and the prior with a differ pair; with one
+    try (Metropolis-Hastings) and with four (i-SIR)."""
+    states = binary[1]
+    cases = enumerated_cases(binary)
     for k, (conds, template, probs) in enumerate(cases):
         post = Posterior(model, conditioners=conds, marginalize_lattice=True)
         config = dataclasses.replace(BLOCK_ONLY, block_tries=tries)
@@ -93,18 +100,8 @@ def test_population_block_keeps_the_enumerated_posterior(model, binary, case):
     """i-SIR with the pool proposal, fitted to a pool far from the posterior (three quarters one
     fill), leaves the enumerated posterior invariant: chains started from exact draws of it are
     still distributed as it after the moves (prior; prior times a conditioner; differ pair)."""
-    t, states, prior_probs = binary
-    bonus = {"Na": 1.5, "K": -1.0, "Cl": 0.5, "Br": 0.0}
-
-    def cheap(crystals):
-        return np.array([bonus[c.species[0]] - bonus[c.species[1]] for c in crystals])
-
-    like = np.array([bonus[ELEMENTS[Z.index(a)]] - bonus[ELEMENTS[Z.index(b)]] for a, b in states])
-    differ = Template.parse("221-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2", elements=ELEMENTS,
-                            differ=[(0, 1)])
-    conds, template, probs = (([], t, prior_probs), ([cheap], t, prior_probs * np.exp(like)),
-                              ([], differ, np.where(states[:, 0] != states[:, 1], prior_probs,
-                                                    0.0)))[case]
+    states = binary[1]
+    conds, template, probs = enumerated_cases(binary)[case]
     probs = probs / probs.sum()
     rng = np.random.default_rng(15 + case)
     pool = template.random_arrays(400, rng, 2)
