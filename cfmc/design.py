@@ -99,6 +99,7 @@ def design(
     workers: int | None = None,
     ray_address: str | None = None,
     chunk: int | None = None,
+    devices: int | None = None,
 ) -> DesignResult:
     """Sample the posterior prior x conditioner for one space group and write the run directory.
 
@@ -116,7 +117,8 @@ def design(
     conditioner). workers / ray_address: split the chains over this many Ray workers (a local
     cluster unless an address is given, e.g. 'auto'; `cfmc.shards`; the prior pool is drawn
     once, here); chunk: chains per vectorised chunk (fixed: the chains do not depend on how
-    they are batched or sharded).
+    they are batched or sharded); devices: local JAX devices the chains are split over
+    (None: all).
     """
 
     check_workers(workers, ray_address)
@@ -173,7 +175,8 @@ def design(
                    else (lambda arrays: free_constraints(arrays, allowed)))
     config = SweepConfig(lattice=True, species_proposal=species_proposal, block=block,
                          ladder=tuple(ladder),
-                         delayed_acceptance=delayed_acceptance, chunk=chunk)
+                         delayed_acceptance=delayed_acceptance, chunk=chunk,
+                         devices=devices)
     with shard_pool(workers, ray_address, build) as shards:
         result: RunResult = run_chains(out, posterior, constraints, config, start, options,
                                        run_settings, "design", force=force, resume=resume,

@@ -67,6 +67,7 @@ def infill(
     workers: int | None = None,
     ray_address: str | None = None,
     chunk: int | None = None,
+    devices: int | None = None,
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
@@ -85,7 +86,8 @@ def infill(
     saved in `out`, which must have been started with the same settings (sweeps may grow).
     workers / ray_address: split the chains over this many Ray workers (a local cluster
     unless an address is given, e.g. 'auto'; `cfmc.shards`); chunk: chains per vectorised
-    chunk (fixed: the chains do not depend on how they are batched or sharded).
+    chunk (fixed: the chains do not depend on how they are batched or sharded); devices:
+    local JAX devices the chains are split over (None: all).
     """
 
     from cfmc.priors import load_prior
@@ -129,7 +131,8 @@ def infill(
         block and block_proposal, parsed)
     posterior, proposal = build(model)
     config = SweepConfig(lattice=lattice_moves, species_proposal=species_proposal, block=block,
-                         block_tries=block_tries, ladder=tuple(ladder), chunk=chunk)
+                         block_tries=block_tries, ladder=tuple(ladder), chunk=chunk,
+                         devices=devices)
     if isinstance(proposal, PopulationProposal):  # the pool: drawn once, on the driver
         fitted, pool, log_iw = pool_fit(
             proposal, prior_block_draws(model, **parsed.sampler_clamps(model.config.max_sites)),

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -248,14 +248,9 @@ def cluster_cpus(ray: Any) -> int:
 
 
 @contextlib.contextmanager
-def shard_pool(workers: int | None, ray_address: str | None, build: Build
-               ) -> Iterator[ShardPool | None]:
-    """A pool of `workers` shards (None: one per CPU of the cluster at `ray_address`), or None
-    when neither is given. Without an address a local Ray cluster is started (and stopped
-    after); a Ray already initialised in this process is used as it is."""
-    if workers is None and ray_address is None:
-        yield None
-        return
+def ray_session(workers: int | None, ray_address: str | None) -> Iterator[Any]:
+    """The ray module, connected: without an address a local Ray cluster of `workers` CPUs is
+    started (and stopped after); a Ray already initialised in this process is used as it is."""
     ray = require_ray()
     started = False
     if not ray.is_initialized():
@@ -266,9 +261,73 @@ def shard_pool(workers: int | None, ray_address: str | None, build: Build
             ray.init(address=ray_address, log_to_driver=False, configure_logging=False)
         started = True
     try:
-        actor_class = ray.remote(num_cpus=1, max_restarts=RETRIES,
-                                 max_task_retries=RETRIES)(ShardWorker)
-        yield ShardPool(ray, workers or cluster_cpus(ray), build, ray_address, actor_class)
+        yield ray
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def shard_pool(workers: int | None, ray_address: str | None, build: Build
+               ) -> Iterator[ShardPool | None]:
+    """A pool of `workers` shards (None: one per CPU of the cluster at `ray_address`), or None
+    when neither is given (see `ray_session`)."""
+    if workers is None and ray_address is None:
+        yield None
+        return
+    with ray_session(workers, ray_address) as ray:
+        actor_class = ray.remote(num_cpus=1, max_restarts=RETRIES,
+                                 max_task_retries=RETRIES)(ShardWorker)
+        yield ShardPool(ray, workers or cluster_cpus(ray), build, ray_address, actor_class)
+
+
+class TaskTiming(NamedTuple):
+    """One task of `run_tasks`: where and how long it ran."""
+
+    task: int
+    seconds: float
+    pid: int
+    retries: int
+
+
+def run_tasks(ray: Any, workers: int, make_worker: Callable[[], Any], tasks: list[Any],
+              on_done: Callable[[int, Any], None]) -> list[TaskTiming]:
+    """Run `tasks` over `workers` Ray actors (`make_worker()` creates one; its `run(task)`
+    returns (result, seconds, pid)), as many in flight as there are actors; `on_done(i, result)`
+    is called in the driver as each finishes (in any order), so finished work is saved while
+    the rest runs. A task whose actor died is sent again to a fresh actor, never dropped."""
+    actors = [make_worker() for _ in range(min(workers, len(tasks)))]
+    todo = list(range(len(tasks)))[::-1]
+    retries = [0] * len(tasks)
+    flying: dict[Any, tuple[int, int]] = {}  # future -> (task, actor)
+    timings: list[TaskTiming] = []
+
+    def submit(actor: int) -> None:
+        if todo:
+            i = todo.pop()
+            flying[actors[actor].run.remote(tasks[i])] = (i, actor)
+
+    for a in range(len(actors)):
+        submit(a)
+    while flying:
+        [fut], _ = ray.wait(list(flying), num_returns=1)
+        i, a = flying.pop(fut)
+        try:
+            result, seconds, pid = ray.get(fut)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+            retries[i] += 1
+            if retries[i] > RETRIES:
+                raise
+            with contextlib.suppress(Exception):
+                ray.kill(actors[a], no_restart=True)
+            actors[a] = make_worker()
+            todo.append(i)
+            submit(a)
+            continue
+        on_done(i, result)
+        timings.append(TaskTiming(i, seconds, pid, retries[i]))
+        submit(a)
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+    return sorted(timings)

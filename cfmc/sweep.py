@@ -5,7 +5,9 @@ substitution, coordinate shift), then the lattice move. Every move is the one Me
 step of `cfmc.kernels.build_kernel`, vmapped over the chains (in chunks) and jitted; host-side
 conditioners are called from inside that step, once per move for the whole batch. Each chain's
 keys derive from (sweep key, move, chain index) alone. Everything that changes during a run
-(chains, step sizes, counts) lives in the `SamplerState` NamedTuple.
+(chains, step sizes, counts) lives in the `SamplerState` NamedTuple. On a machine with several
+accelerators the chains of every move are split over the local devices (`SweepConfig.devices`,
+`jax.shard_map`); each device runs the chunks the one-device program would.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class SweepConfig:
     # padded with copies), so a chain's floats do not depend on how the chains are batched,
     # chunked or sharded (None: min(chunk_size, chains), or all chains with conditioners)
     chunk: int | None = None
+    # local JAX devices the chains are split over in every move (None: all of them)
+    devices: int | None = None
 
     def __post_init__(self) -> None:
         if self.species_proposal not in ("uniform", "prior"):
@@ -84,6 +88,9 @@ class SweepConfig:
             raise ValueError(f"ladder must start at 1 and increase, got {self.ladder}")
         if self.chunk is not None and self.chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {self.chunk}")
+        if self.devices is not None and not 1 <= self.devices <= jax.local_device_count():
+            raise ValueError(f"devices must be 1..{jax.local_device_count()} (the local JAX "
+                             f"devices), got {self.devices}")
         self.ladder = ladder
 
 
@@ -263,7 +270,8 @@ class Sampler:
         conditioned_ = target.conditioners is not None
         chunk_size, fixed = self.config.chunk_size, self.config.chunk
 
-        def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
+        def local(move_key, chain_ids, chains, constraints, site, step_size, betas):
+            """The kernel on every chain of this device, chunk by chunk: (chains, infos)."""
             b = chain_ids.shape[0]
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(move_key, chain_ids)
 
@@ -284,6 +292,13 @@ class Sampler:
             new, info = jax.lax.map(one, args, batch_size=size)
             if pad:
                 new, info = jax.tree.map(lambda x: x[:b], (new, info))
+            return new, info
+
+        over_devices = split_over_devices(local, self.config.devices)
+
+        def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
+            new, info = over_devices(move_key, chain_ids, chains, constraints, site, step_size,
+                                     betas)
             ok = info.is_active & info.is_valid
             counts = {
                 "proposed": info.is_active.sum(),
@@ -442,6 +457,38 @@ class Sampler:
                 hi = 0.5 if kind == "coords" else 5.0
                 steps[kind] = float(np.clip(step, 1e-4, hi))
         return state._replace(step_sizes=steps)
+
+
+def split_over_devices(local: Callable, devices: int | None) -> Callable:
+    """`local(move_key, chain_ids, chains, constraints, site, step_size, betas)` with the
+    per-chain arguments and results split over `devices` local devices (None: all), each device
+    running `local` on its share (the batch padded with copies of its first chain, whose results
+    are dropped); with one device, `local` itself."""
+    n = jax.local_device_count() if devices is None else devices
+    if n == 1:
+        return local
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.local_devices()[:n]), ("chains",))
+    chains_axis = P("chains")
+    mapped = jax.shard_map(local, mesh=mesh, check_vma=False,
+                           in_specs=(P(), chains_axis, chains_axis, chains_axis, P(), P(),
+                                     chains_axis),
+                           out_specs=(chains_axis, chains_axis))
+
+    def split(move_key, chain_ids, chains, constraints, site, step_size, betas):
+        b = chain_ids.shape[0]
+        pad = -b % n
+        per_chain = (chain_ids, chains, constraints, betas)
+        if pad:
+            per_chain = jax.tree.map(
+                lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), per_chain)
+        ids, ch, cons, be = per_chain
+        out = mapped(move_key, ids, ch, cons, site, step_size, be)
+        return jax.tree.map(lambda x: x[:b], out) if pad else out
+
+    return split
 
 
 def move_key(key: jax.Array, kind: str, site: int) -> jax.Array:

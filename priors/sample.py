@@ -254,8 +254,15 @@ def sample_with_log_prob(
     fixed_species=None,
     fixed_coords=None,
     chunk: int = 256,
+    keys: jax.Array | None = None,
+    batch: int | None = None,
 ) -> tuple[CrystalArrays, LogProbTerms]:
-    """`sample`, also returning the log p recorded while sampling (untempered conditionals)."""
+    """`sample`, also returning the log p recorded while sampling (untempered conditionals).
+
+    keys: one key per crystal (num, ...) in place of `key` (crystal i depends on keys[i] alone);
+    batch: the compiled batch (default min(num, chunk)), every batch padded to it, so a crystal
+    comes out the same whatever else is drawn beside it.
+    """
     n = model.config.max_sites
     g = np.broadcast_to(np.asarray(spacegroup, np.int32), (num,))
     if np.any((g < 1) | (g > 230)):
@@ -270,17 +277,17 @@ def sample_with_log_prob(
     fw = _template(fixed_wyckoff, n, -1, np.int32, (n,), "fixed_wyckoff")
     fa = _template(fixed_species, n, -1, np.int32, (n,), "fixed_species")
     fx = _template(fixed_coords, n, np.nan, np.float32, (n, 3), "fixed_coords")
-    keys = jax.random.split(key, num)
+    if keys is None:
+        keys = jax.random.split(key, num)
+    elif len(keys) != num:
+        raise ValueError(f"keys must hold one key per crystal ({num}), got {len(keys)}")
+    batch = batch or min(num, chunk)
     outs = []
-    for i in range(0, num, chunk):
-        stop = min(i + chunk, num)
+    for i in range(0, num, batch):
+        stop = min(i + batch, num)
         size = stop - i
-        # Pad the last chunk to the full size so one compiled shape serves all chunks.
-        sel = (
-            np.concatenate([np.arange(i, stop), np.full(chunk - size, i)])
-            if num > chunk
-            else (np.arange(i, stop))
-        )
+        # Pad the last batch to the full size so one compiled shape serves all batches.
+        sel = np.concatenate([np.arange(i, stop), np.full(batch - size, i)])
         out = _sample_batch(
             model,
             keys[sel],

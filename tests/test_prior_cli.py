@@ -65,6 +65,30 @@ def test_sample_valid_only_redraws(prior_dir, tmp_path, capsys):
     assert all(_valid_cif(cif) for cif in valid.loc[valid["valid"], "cif"])
 
 
+def test_sample_interrupted_resumes_to_the_same_draw(prior_dir, tmp_path, monkeypatch):
+    from cfmc import prior_samples
+
+    base = ["sample", "--spacegroup", "225", "--num", "11", "--chunk", "4", "--prior",
+            str(prior_dir), "--seed", "2", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    original, calls = prior_samples.draw_chunk, []
+
+    def stop_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(prior_samples, "draw_chunk", stop_at_third)
+    assert main([*base, "--out", str(tmp_path / "cut")]) == 130  # interrupted (Ctrl-C)
+    assert not (tmp_path / "cut" / "samples.csv").exists()  # two chunks kept in the checkpoint
+    monkeypatch.setattr(prior_samples, "draw_chunk", original)
+    assert main([*base, "--seed", "3", "--resume", "--out", str(tmp_path / "cut")]) == 2
+    assert main([*base, "--resume", "--out", str(tmp_path / "cut")]) == 0
+    whole, cut = (pd.read_csv(tmp_path / d / "samples.csv") for d in ("whole", "cut"))
+    assert whole.equals(cut)
+
+
 def test_logp_columns_by_term(prior_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "lp.csv"
     data = data_dir / "mp20_biternary_val.csv.gz"

@@ -18,6 +18,16 @@ def burn_in(text: str) -> int | None:
             f"expected a number of sweeps or 'auto', got '{text}'") from None
 
 
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers and --ray-address (Ray, an optional extra)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="split the work over N Ray workers (a local Ray cluster unless "
+                   "--ray-address; needs pip install 'cfmc[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run the workers on the Ray cluster at ADDR ('auto': the one this "
+                   "machine joined with `ray start`)")
+
+
 def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
                       block: bool) -> None:
     """Options every sampling run takes (with the command's defaults)."""
@@ -41,15 +51,13 @@ def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default=None, help="prior checkpoint directory (default: shipped)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="split the chains over N Ray workers (a local Ray cluster unless "
-                   "--ray-address; needs pip install 'cfmc[ray]')")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="run the workers on the Ray cluster at ADDR ('auto': the one this "
-                   "machine joined with `ray start`)")
+    add_worker_arguments(p)
     p.add_argument("--chunk", type=int, default=None, metavar="N",
                    help="chains per vectorised chunk (fixed: the chains are the same however "
                    "they are batched or sharded; a sharded run uses one shard's chains)")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="split the chains of every move over N local JAX devices (default: "
+                   "all; several GPUs, say)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--force", action="store_true", help="overwrite the outputs in --out")
     p.add_argument("--out", required=True, help="run directory")

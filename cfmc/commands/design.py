@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         top=args.top, force=args.force, resume=args.resume, progress=not args.no_progress,
         settings={"targets": targets, "sigmas": sigmas, "prior": args.prior},
             workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
+            devices=args.devices,
     )
     for name, m in result.summary["metrics"].items():
         print(f"{name}: target {m['target']:g}, mean |y - target| "

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, force=args.force,
         resume=args.resume,
             workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
+            devices=args.devices,
     )
     report(result.out, result.summary, len(result.samples))
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cfmc.commands.common import add_worker_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacegroup", type=int, required=True, help="space group number 1..230")
@@ -23,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "collisions): samples the prior restricted to valid crystals",
     )
     parser.add_argument("--max-rounds", type=int, default=20, help="redraw rounds (--valid-only)")
+    parser.add_argument("--resume", action="store_true",
+                        help="complete an interrupted draw into OUT (same settings)")
+    add_worker_arguments(parser)
+    parser.add_argument("--chunk", type=int, default=256, metavar="N",
+                        help="crystals per unit of work (drawn together, checkpointed, one Ray "
+                        "task); the crystals are the same however the chunks are spread")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         args.spacegroup, args.out, num=args.num, elements=args.elements,
         temperature=args.temperature, top_p=args.top_p, prior=args.prior, seed=args.seed,
         valid_only=args.valid_only, max_rounds=args.max_rounds, force=args.force,
+        resume=args.resume, workers=args.workers, ray_address=args.ray_address,
+        chunk=args.chunk, progress=not args.no_progress,
     )
     out = Path(args.out)
     print(
