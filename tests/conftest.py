@@ -12,13 +12,20 @@ from cfmc.data import shared_dir
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
     """Tests build many jitted closures of the same computations (a sampler per test, a run per
-    CLI call); a persistent cache for the session compiles each once."""
+    CLI call); a persistent cache for the session compiles each once, shared by the xdist
+    workers of one session (JAX skips an entry it cannot read, and compiles it again)."""
+    import os
+
     import jax
 
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
     old = [getattr(jax.config, n) for n in names]
-    for n, v in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0), strict=True):
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent / "jax_cache" if os.environ.get("PYTEST_XDIST_WORKER")
+              else base / "jax_cache")
+    folder.mkdir(exist_ok=True)
+    for n, v in zip(names, (str(folder), 0.0, 0), strict=True):
         jax.config.update(n, v)
     yield
     for n, v in zip(names, old, strict=True):
