@@ -63,17 +63,29 @@ class Trace:
 
 
 def convergence(trace: Trace) -> dict[str, dict[str, float]]:
-    """R-hat (rank-normalised) and bulk/tail ESS of every traced scalar (NaN when undefined)."""
+    """R-hat (rank-normalised) and bulk/tail ESS of every traced scalar (NaN when undefined),
+    with the autocorrelation time they imply (draws x chains / bulk ESS), the R-hat that
+    chains at equilibrium would show with it, and the draws per chain that would bring those
+    to R-hat 1.01 (`cfmc.mixing.stationary_rhat`)."""
     import arviz as az
+
+    from cfmc.mixing import draws_for_rhat, stationary_rhat
 
     out: dict[str, dict[str, float]] = {}
     for name, a in trace.arrays().items():
-        entry = {"rhat": math.nan, "ess_bulk": math.nan, "ess_tail": math.nan}
+        entry = {"rhat": math.nan, "ess_bulk": math.nan, "ess_tail": math.nan,
+                 "autocorrelation_time": math.nan, "rhat_if_stationary": math.nan,
+                 "draws_for_rhat_1.01": math.nan}
         finite = np.isfinite(a).all() and a.shape[1] >= 4 and np.ptp(a) > 0
         if finite:
             entry["rhat"] = float(az.rhat(a)) if a.shape[0] > 1 else math.nan
             entry["ess_bulk"] = float(az.ess(a, method="bulk"))
             entry["ess_tail"] = float(az.ess(a, method="tail"))
+            if entry["ess_bulk"] > 0:
+                tau = a.size / entry["ess_bulk"]
+                entry["autocorrelation_time"] = tau
+                entry["rhat_if_stationary"] = stationary_rhat(tau, a.shape[1])
+                entry["draws_for_rhat_1.01"] = draws_for_rhat(tau, 1.01)
         out[name] = entry
     return out
 

@@ -55,3 +55,21 @@ def has_mixed(convergence: Mapping[str, Mapping[str, float]], until_rhat: float 
     if until_rhat is not None and not rhat <= until_rhat:
         return False
     return min_ess is None or ess >= min_ess
+
+
+def stationary_rhat(tau: float, draws: int) -> float:
+    """The split R-hat that chains already at equilibrium show after `draws` draws each, given
+    their integrated autocorrelation time `tau` (in draws): sqrt(1 + (tau - 1) / (draws / 2)),
+    first order in tau / draws. A measured R-hat near it says the chains are converged but
+    short; one well above it says they have not converged."""
+    if draws < 2 or not math.isfinite(tau):
+        return math.nan
+    return math.sqrt(1.0 + max(tau - 1.0, 0.0) / (draws / 2.0))
+
+
+def draws_for_rhat(tau: float, target: float = 1.01) -> float:
+    """Draws per chain after which equilibrium chains with autocorrelation time `tau` reach
+    split R-hat `target` (inverse of `stationary_rhat`)."""
+    if not math.isfinite(tau) or target <= 1.0:
+        return math.nan
+    return math.ceil(2.0 * max(tau - 1.0, 0.0) / (target**2 - 1.0))

@@ -35,3 +35,30 @@ def test_stop_rule():
     assert worst(conv) == (1.02, 300.0)
     assert not has_mixed(conv, 1.01, None) and has_mixed(conv, 1.05, 200)
     assert not has_mixed(conv, 1.05, 400) and has_mixed(conv, None, None)
+
+
+def _ar1(rho: float, chains: int, draws: int, seed: int) -> np.ndarray:
+    """Stationary AR(1) chains: integrated autocorrelation time (1 + rho) / (1 - rho)."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((chains, draws))
+    x[:, 0] = rng.standard_normal(chains)
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + math.sqrt(1 - rho**2) * rng.standard_normal(chains)
+    return x
+
+
+def test_stationary_rhat_predicts_the_rhat_of_equilibrium_chains():
+    import arviz as az
+
+    from cfmc.mixing import draws_for_rhat, stationary_rhat
+
+    for rho, draws in [(0.3, 40), (0.6, 40), (0.6, 340), (0.8, 100)]:
+        x = _ar1(rho, 1000, draws, seed=1)
+        tau = (1 + rho) / (1 - rho)
+        # first order in tau / draws: within 0.01 of arviz's split R-hat for these lengths
+        assert abs(float(az.rhat(x)) - stationary_rhat(tau, draws)) < 0.01
+    need = draws_for_rhat(4.0, 1.01)
+    assert 295 <= need <= 305 and stationary_rhat(4.0, need) <= 1.01 + 1e-9
+    # chains that have not converged (means still apart) sit far above the prediction
+    x = _ar1(0.6, 1000, 40, seed=2) + np.linspace(0, 2, 1000)[:, None]
+    assert float(az.rhat(x)) > stationary_rhat(4.0, 40) + 0.1

@@ -173,6 +173,24 @@ def asked(run: RunDir) -> str:
     return "".join(parts)
 
 
+def _stationary_note(summary: dict) -> str:
+    """What the log posterior's R-hat means: converged but short chains, or not converged."""
+    conv = summary.get("convergence")
+    entry = conv.get("log_posterior") if isinstance(conv, dict) else None
+    if not isinstance(entry, dict):
+        return ""
+    rhat, rhat_eq, tau, need = (figures.number(entry.get(k)) for k in (
+        "rhat", "rhat_if_stationary", "autocorrelation_time", "draws_for_rhat_1.01"))
+    if not all(isinstance(x, float) and math.isfinite(x) for x in (rhat, rhat_eq, tau, need)):
+        return ""
+    verdict = ("about what chains at equilibrium show: they are converged but short"
+               if rhat <= rhat_eq + 0.5 * (rhat_eq - 1.0) + 0.005
+               else "well above what chains at equilibrium show: they have not converged yet")
+    return (f'<p class="note">Log posterior: autocorrelation time {tau:.1f} draws; R-hat '
+            f"{rhat:.3f} is {verdict} (R-hat {rhat_eq:.3f} expected at equilibrium). About "
+            f"{need:.0f} draws per chain would bring equilibrium chains to R-hat 1.01.</p>")
+
+
 def convergence(run: RunDir, rows: list[figures.Scalar]) -> str:
     s = run.summary
     parts = ["<section><h2>Convergence</h2>"]
@@ -189,6 +207,7 @@ def convergence(run: RunDir, rows: list[figures.Scalar]) -> str:
                         f"<td>{esc(fmt(r.ess_per_second, 2))}{star}</td></tr>")
         note = ("<p class=\"note\">* bulk ESS divided by the run's wall time (burn-in and "
                 "compilation included), computed for this report.</p>") if computed else ""
+        note += _stationary_note(s)
         parts.append(f'<div class="two"><div><h3>R-hat and effective sample size</h3>'
                      f'<table class="num">{head}{"".join(body)}</table>{note}</div>')
     else:
