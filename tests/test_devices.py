@@ -49,8 +49,8 @@ print(json.dumps({
 
 
 def test_chains_split_over_two_devices_equal_one_device(prior_dir, tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               CFMC_CACHE=str(tmp_path / "cache"))
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), CFMC_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(prior_dir), str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
