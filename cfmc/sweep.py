@@ -13,6 +13,7 @@ accelerators the chains of every move are split over the local devices (`SweepCo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -270,7 +271,7 @@ class Sampler:
         conditioned_ = target.conditioners is not None
         chunk_size, fixed = self.config.chunk_size, self.config.chunk
 
-        def local(move_key, chain_ids, chains, constraints, site, step_size, betas):
+        def local(site, step_size, move_key, chain_ids, chains, constraints, betas):
             """The kernel on every chain of this device, chunk by chunk: (chains, infos)."""
             b = chain_ids.shape[0]
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(move_key, chain_ids)
@@ -294,11 +295,10 @@ class Sampler:
                 new, info = jax.tree.map(lambda x: x[:b], (new, info))
             return new, info
 
-        over_devices = split_over_devices(local, self.config.devices)
-
         def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
-            new, info = over_devices(move_key, chain_ids, chains, constraints, site, step_size,
-                                     betas)
+            new, info = split_over_devices(
+                functools.partial(local, site, step_size), self.config.devices)(
+                move_key, chain_ids, chains, constraints, betas)
             ok = info.is_active & info.is_valid
             counts = {
                 "proposed": info.is_active.sum(),
@@ -460,10 +460,10 @@ class Sampler:
 
 
 def split_over_devices(local: Callable, devices: int | None) -> Callable:
-    """`local(move_key, chain_ids, chains, constraints, site, step_size, betas)` with the
-    per-chain arguments and results split over `devices` local devices (None: all), each device
-    running `local` on its share (the batch padded with copies of its first chain, whose results
-    are dropped); with one device, `local` itself."""
+    """`local(move_key, chain_ids, *per_chain)` (per-chain arguments and results with a leading
+    chain axis; anything else closed over) with the chains split over `devices` local devices
+    (None: all), each device running `local` on its share (the batch padded with copies of its
+    first chain, whose results are dropped); with one device, `local` itself. Used inside jit."""
     n = jax.local_device_count() if devices is None else devices
     if n == 1:
         return local
@@ -471,21 +471,17 @@ def split_over_devices(local: Callable, devices: int | None) -> Callable:
     from jax.sharding import PartitionSpec as P
 
     mesh = Mesh(np.array(jax.local_devices()[:n]), ("chains",))
-    chains_axis = P("chains")
-    mapped = jax.shard_map(local, mesh=mesh, check_vma=False,
-                           in_specs=(P(), chains_axis, chains_axis, chains_axis, P(), P(),
-                                     chains_axis),
-                           out_specs=(chains_axis, chains_axis))
 
-    def split(move_key, chain_ids, chains, constraints, site, step_size, betas):
+    def split(move_key, chain_ids, *per_chain):
         b = chain_ids.shape[0]
         pad = -b % n
-        per_chain = (chain_ids, chains, constraints, betas)
+        args = (chain_ids, *per_chain)
         if pad:
-            per_chain = jax.tree.map(
-                lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), per_chain)
-        ids, ch, cons, be = per_chain
-        out = mapped(move_key, ids, ch, cons, site, step_size, be)
+            args = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), args)
+        mapped = jax.shard_map(local, mesh=mesh, check_vma=False,
+                               in_specs=(P(),) + (P("chains"),) * len(args),
+                               out_specs=P("chains"))
+        out = mapped(move_key, *args)
         return jax.tree.map(lambda x: x[:b], out) if pad else out
 
     return split
