@@ -67,6 +67,7 @@ def infill(
     workers: int | None = None,
     ray_address: str | None = None,
     chunk: int | None = None,
+    screen: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
@@ -85,7 +86,9 @@ def infill(
     saved in `out`, which must have been started with the same settings (sweeps may grow).
     workers / ray_address: split the chains over this many Ray workers (a local cluster
     unless an address is given, e.g. 'auto'; `cfmc.shards`); chunk: chains per vectorised
-    chunk (fixed: the chains do not depend on how they are batched or sharded).
+    chunk (fixed: the chains do not depend on how they are batched or sharded). screen: at the
+    end, screen the kept candidates into `out`/screen (stability, S.U.N.; options of
+    `cfmc.stability.workflow.screen_run`, {} for the defaults; None: no screen).
     """
 
     from cfmc.priors import load_prior
@@ -149,7 +152,7 @@ def infill(
     with shard_pool(workers, ray_address, build) as shards:
         return run_chains(out, posterior, parsed.constraints(max_sites), config, start,
                           options, settings, "infill", force=force, resume=resume,
-                          block=proposal, shards=shards)
+                          block=proposal, shards=shards, screen=screen)
 
 
 def build_posterior(prior: Any, conditioners: tuple[Callable, ...], temperature: float,

@@ -94,3 +94,43 @@ def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
     with pytest.raises(FileExistsError):
         screen(csv, out, cache=hull_cache, progress=False)
     assert main(["screen", str(csv), "--out", str(out), "--cache", str(hull_cache)]) == 2
+
+
+def test_infill_screen_cli(tmp_path, hull_cache, prior_dir, data_dir, capsys):
+    """`cfmc infill --screen`: the kept candidates screened into RUN_DIR/screen, the counts in the
+    run's summary.json (a tiny random prior, rock salt Na/Cl, short relaxations)."""
+    from cfmc.cli import main
+
+    out = tmp_path / "run"
+    args = ["infill", "225-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2", "--elements", "Na", "Cl",
+            "--differ", "0,1", "--chains", "8", "--sweeps", "3", "--burn-in", "1", "--top", "2",
+            "--seed", "0", "--prior", str(prior_dir), "--no-progress", "--out", str(out),
+            "--screen", "--hull-cache", str(hull_cache), "--screen-steps", "60"]
+    assert main(args) == 0
+    samples = pd.read_csv(out / "samples.csv")
+    screened = pd.read_csv(out / "screen" / "screened.csv")
+    assert len(screened) == len(samples) >= 1
+    assert list(screened["input_rank"]) == list(samples["rank"])
+    assert set(screened["status"]) <= {"ok", "failed"}
+    assert set(screened.loc[screened["status"] == "ok", "formula"]) <= {"NaCl"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["command"] == "infill"
+    s = summary["screen"]
+    assert s["folder"] == "screen" and s["n_input"] == len(samples)
+    assert s["n_screened"] + s["n_failed"] == len(samples)
+    assert s["options"]["steps"] == 60 and "estimate" in s["estimate"]
+    assert (out / "screen" / "screen_summary.json").exists()
+    assert (out / "report.html").exists()
+    assert "S.U.N." in capsys.readouterr().out
+
+
+def test_design_takes_screen_options():
+    """`cfmc design --screen` hands the same options to the library as infill does."""
+    from cfmc.cli import build_parser
+    from cfmc.commands.common import screen_options
+
+    argv = ["design", "--spacegroup", "225", "--target", "band_gap=1", "--out", "x"]
+    with_screen = [*argv, "--screen", "--screen-steps", "50"]
+    args = build_parser(with_screen).parse_args(with_screen)
+    assert screen_options(args) == {"steps": 50, "fix_symmetry": False}
+    assert screen_options(build_parser(argv).parse_args(argv)) is None
