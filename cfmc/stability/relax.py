@@ -1,4 +1,5 @@
-"""Relax a crystal with the potential through ASE (L-BFGS or FIRE on atoms and cell), recording changes."""
+"""Relax a crystal with the potential through ASE (L-BFGS or FIRE, atoms and cell), recording
+changes."""
 
 from __future__ import annotations
 
