@@ -134,3 +134,37 @@ def test_design_takes_screen_options():
     args = build_parser(with_screen).parse_args(with_screen)
     assert screen_options(args) == {"steps": 50, "fix_symmetry": False}
     assert screen_options(build_parser(argv).parse_args(argv)) is None
+
+
+def test_generated_ternary_phases(tmp_path, data_dir, monkeypatch):
+    """Ternary phases decorated from a training-mix structure type (here one: the KCuF3
+    perovskite), charge balanced, relaxed with real CHGNet; a known one is reproduced."""
+    from cfmc.stability import prototypes
+    from cfmc.stability.known import read_known
+
+    assert prototypes.is_ionic_ternary("F-K-Mg") and prototypes.is_ionic_ternary("Ba-O-Ru")
+    assert not prototypes.is_ionic_ternary("Cu-Sn-Zr") and not prototypes.is_ionic_ternary("K-F")
+    assert prototypes.balanced_common(("K", "Mg", "F"), (1, 1, 3))
+    assert not prototypes.balanced_common(("K", "Mg", "F"), (2, 1, 3))
+    known = read_known()
+    row = known.loc[known["material_id"] == "mp-5566"].iloc[0]  # KCuF3
+    proto = prototypes.TernaryPrototype(
+        "1:1:3-test", (1, 1, 3), 1, row.material_id,
+        parse_cif_primitive(row.cif).to(fmt="cif"))
+    monkeypatch.setattr(prototypes, "ternary_library", lambda cache: [proto])
+    # RbCaF3 is in the training mix (MP formation energy -3.718 eV/atom): left out of the
+    # generated phases unless asked for, and reproduced by decoration and relaxation
+    assert prototypes.ternary_candidates("Ca-F-Rb", tmp_path, {"RbCaF3"}) == []
+    hull = ReferenceHull(cache=tmp_path)
+    generated = hull._relaxed(prototypes.ternary_candidates("Ca-F-Rb", tmp_path))
+    assert [e["formula"] for e in generated] == ["RbCaF3"]
+    assert generated[0]["e_form_pot"] == pytest.approx(-3.718, abs=0.1)
+    # KMgF3 is not in the mix: the hull of K-Mg-F gains it
+    entries = hull.system_entries("F-K-Mg", "ternary")
+    assert [e["formula"] for e in entries] == ["KMgF3"] and entries[0]["e_form_pot"] < -3.0
+
+
+def parse_cif_primitive(cif: str) -> Structure:
+    from cfmc.stability.known import parse_cif
+
+    return parse_cif(cif).get_primitive_structure()
