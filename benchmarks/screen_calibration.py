@@ -8,7 +8,7 @@ plus variants (pipeline against the "mp" hull; unrelaxed single point). Per-crys
 appended to a JSONL file, so an interrupted run resumes.
 
     python benchmarks/screen_calibration.py [--n 210] [--out runs/bench/screen_calibration]
-        [--rehull EARLIER/results.jsonl] [--no-ternaries] [--cache DIR]
+        [--rehull EARLIER/results.jsonl] [--no-ternaries] [--no-metals] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -87,12 +87,23 @@ def evaluate(row, hull_pot, hull_mp) -> dict:
 
 
 def metrics(ref: np.ndarray, est: np.ndarray, threshold: float = 0.1) -> dict:
-    """MAE, bias, Spearman, and 'stable' (<= threshold) precision and recall."""
+    """MAE, bias, Spearman, and 'stable' (<= threshold) precision and recall; the same after
+    clipping the estimate at 0 as MP does ("mp_convention"): MP reports 0 for a crystal on its
+    hull, while a crystal left out of its own hull gets minus its decomposition energy."""
     pred, true = est <= threshold, ref <= threshold
     tp = int((pred & true).sum())
+    clipped = np.maximum(est, 0.0)
     return {"n": len(ref), "mae": float(np.abs(est - ref).mean()),
             "bias": float((est - ref).mean()), "spearman": float(spearmanr(ref, est)[0]),
-            "precision": tp / max(int(pred.sum()), 1), "recall": tp / max(int(true.sum()), 1)}
+            "precision": tp / max(int(pred.sum()), 1), "recall": tp / max(int(true.sum()), 1),
+            "mp_convention": {"mae": float(np.abs(clipped - ref).mean()),
+                              "bias": float((clipped - ref).mean()),
+                              "spearman": float(spearmanr(ref, clipped)[0])},
+            "mp_on_hull": int((ref <= 1e-6).sum()),
+            "mae_mp_on_hull": float(np.abs(est - ref)[ref <= 1e-6].mean())
+            if (ref <= 1e-6).any() else None,
+            "mae_mp_above_hull": float(np.abs(est - ref)[ref > 1e-6].mean())
+            if (ref > 1e-6).any() else None}
 
 
 def main() -> None:
@@ -114,11 +125,14 @@ def main() -> None:
                          "hull-dependent numbers (after a change of the hull)")
     ap.add_argument("--cache", default=None, help="hull cache folder (default: the screen's)")
     ap.add_argument("--no-ternaries", action="store_true",
-                    help="leave the generated ternary phases out of the hull (the earlier hull)")
+                    help="leave the generated ternary phases out of the hull")
+    ap.add_argument("--no-metals", action="store_true",
+                    help="leave out the generated binaries of metal pairs with known binaries")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    kw = {"cache": args.cache, "ternaries": not args.no_ternaries}
+    kw = {"cache": args.cache, "ternaries": not args.no_ternaries,
+          "metals": not args.no_metals}
     hull_pot, hull_mp = ReferenceHull(scale="potential", **kw), ReferenceHull(scale="mp", **kw)
     earlier = {}
     if args.rehull:

@@ -168,3 +168,15 @@ def parse_cif_primitive(cif: str) -> Structure:
     from cfmc.stability.known import parse_cif
 
     return parse_cif(cif).get_primitive_structure()
+
+
+def test_metal_pair_with_known_binaries(hull_cache):
+    """Sc-Sn holds only Sc3Sn in the training mix: its missing AB, AB2, A2B are generated as
+    "metals" entries, never twice (not by the plain prototype entries)."""
+    from cfmc.stability.prototypes import candidates_for_pair
+
+    skip = {"Sc3Sn"}
+    assert candidates_for_pair("Sc", "Sn", hull_cache, skip) == []
+    made = candidates_for_pair("Sc", "Sn", hull_cache, skip, metals=True)
+    assert sorted(s.composition.reduced_formula for _, s in made) == ["Sc2Sn", "ScSn", "ScSn2"]
+    assert candidates_for_pair("Sc", "Sn", hull_cache, set(), metals=True) == []

@@ -135,15 +135,21 @@ def decorate(proto: Prototype, a: str, b: str) -> Structure:
     return s
 
 
-def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset()
-                        ) -> list[tuple[str, Structure]]:
+METALS_VERSION = 1
+
+
+def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset(),
+                        metals: bool = False) -> list[tuple[str, Structure]]:
     """(prototype key, decorated structure) for the pair, leaving out reduced formulas in `skip`
-    (those the training mix already holds)."""
+    (those the training mix already holds). An intermetallic pair with known binaries gets its
+    missing AB, AB2, A2B only with `metals` (a separate cache entry, `ReferenceHull`)."""
     lib = prototype_library(cache)
     pairs = stoichiometries(a, b)
     intermetallic = is_intermetallic(a, b)
-    if intermetallic and skip:
-        return []  # a metal pair with known binaries: not the hull's weak spot, and costly
+    if intermetallic and skip and not metals:
+        return []  # left to the "metals" entries
+    if metals and not (intermetallic and skip):
+        return []  # covered by the plain prototype entries
     per = 1 if intermetallic else 2
     out = []
     for stoich, (x, y) in pairs:
