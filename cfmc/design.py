@@ -100,6 +100,7 @@ def design(
     ray_address: str | None = None,
     chunk: int | None = None,
     devices: int | None = None,
+    screen: Mapping[str, Any] | None = None,
 ) -> DesignResult:
     """Sample the posterior prior x conditioner for one space group and write the run directory.
 
@@ -118,7 +119,8 @@ def design(
     cluster unless an address is given, e.g. 'auto'; `cfmc.shards`; the prior pool is drawn
     once, here); chunk: chains per vectorised chunk (fixed: the chains do not depend on how
     they are batched or sharded); devices: local JAX devices the chains are split over
-    (None: all).
+    (None: all). screen: at the end, screen the kept candidates into
+    `out`/screen (options of `cfmc.stability.workflow.screen_run`; None: no screen).
     """
 
     check_workers(workers, ray_address)
@@ -181,7 +183,7 @@ def design(
         result: RunResult = run_chains(out, posterior, constraints, config, start, options,
                                        run_settings, "design", force=force, resume=resume,
                                        extras=extras, on_sweep=on_sweep, block=proposal,
-                                       shards=shards)
+                                       shards=shards, screen=screen)
     return DesignResult(result.out, pd.read_csv(out / "unconditional.csv"), result.chains,
                         result.samples, result.summary)
 

@@ -68,6 +68,7 @@ def infill(
     ray_address: str | None = None,
     chunk: int | None = None,
     devices: int | None = None,
+    screen: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Fill the blanks of `template` and write the run directory `out`.
 
@@ -87,7 +88,9 @@ def infill(
     workers / ray_address: split the chains over this many Ray workers (a local cluster
     unless an address is given, e.g. 'auto'; `cfmc.shards`); chunk: chains per vectorised
     chunk (fixed: the chains do not depend on how they are batched or sharded); devices:
-    local JAX devices the chains are split over (None: all).
+    local JAX devices the chains are split over (None: all). screen: at the end, screen the
+    kept candidates into `out`/screen (stability, S.U.N.; options of
+    `cfmc.stability.workflow.screen_run`, {} for the defaults; None: no screen).
     """
 
     from cfmc.priors import load_prior
@@ -152,7 +155,7 @@ def infill(
     with shard_pool(workers, ray_address, build) as shards:
         return run_chains(out, posterior, parsed.constraints(max_sites), config, start,
                           options, settings, "infill", force=force, resume=resume,
-                          block=proposal, shards=shards)
+                          block=proposal, shards=shards, screen=screen)
 
 
 def build_posterior(prior: Any, conditioners: tuple[Callable, ...], temperature: float,

@@ -129,6 +129,7 @@ def run_chains(
     on_sweep: Callable[[int, SamplerState, dict], None] | None = None,
     block: ProposalFn | None = None,
     shards: ShardPool | None = None,
+    screen: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run the chains of one posterior into the run directory `out` and write its outputs.
 
@@ -136,7 +137,9 @@ def run_chains(
     the summary and the checkpoint record (a resume must request the same); extras(chains): the
     front door's own outputs, merged into the summary; block: the proposal of the block move
     (with `config.block`); shards: run the sweeps in these Ray workers (`cfmc.shards`), the
-    chains split between them, everything else here.
+    chains split between them, everything else here; screen: once the run is complete, screen
+    its kept candidates into `out`/screen (`cfmc.stability.workflow.screen_run`, these its
+    options; {} for the defaults) and add the counts to summary.json under "screen".
     """
     out = runio.prepare(out, force=force, resume=resume)
     settings = dict(settings)
@@ -247,7 +250,18 @@ def run_chains(
                    if not n.startswith(("log", "prior_"))]]
         chains, samples, summary = write_outputs(out, recorder, summary, options.top,
                                                  recorder.burn_in, names, extras)
-        write_report_safely(out)
+        if status != "complete" or screen is None:
+            write_report_safely(out)
+    if screen is not None:  # the kept candidates, after the run's own outputs are on disk
+        from cfmc.stability.workflow import screen_run
+
+        try:
+            summary["screen"] = screen_run(out, dict(screen), progress=options.progress)
+        finally:
+            if "screen" not in summary:
+                summary["screen"] = {"status": "failed"}
+            runio.write_summary(out, summary)
+            write_report_safely(out)
     return RunResult(out, chains, samples, summary)
 
 

@@ -17,8 +17,12 @@ per reduced formula (the most probable substitution), and those not in the train
 
 Both sets get the same checks: number of distinct compositions, how many are not in the training
 mix, fraction charge balanced (`cfmc.chemistry.charge_balanced`), MEGNet formation energy and band
-gap quartiles. Writes candidates.csv, prototypes.csv, metrics.json, table.md and
-double_perovskite.png under --out.
+gap quartiles. With `--screen`, both sets also go through the same stability screen
+(`cfmc.stability.screen`: CHGNet relaxation, E_hull against the offline reference hull, novelty
+against the training mix, uniqueness within the set; the best `--screen-limit` of each set by its
+own score) and the table gains their S.U.N. counts (a machine-learned estimate, see the
+calibration in experiments/README.md); each set's screen is written to screen_<set>/. Writes
+candidates.csv, prototypes.csv, metrics.json, table.md and double_perovskite.png under --out.
 """
 
 from __future__ import annotations
@@ -248,6 +252,42 @@ def summarise(df: pd.DataFrame) -> dict:
     return out
 
 
+def slug(name: str) -> str:
+    """A folder name for a candidate set ('pymatgen p>0.01' -> 'pymatgen_p0.01')."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name.replace(">", "")
+                   ).replace("__", "_")
+
+
+def screen_sets(sets: dict[str, pd.DataFrame], out: Path, limit: int, cache: str | None,
+                names: list[str]) -> dict:
+    """Screen the best `limit` candidates (by score) of each named set the same way, into
+    out/screen_<set>; returns the S.U.N. counts per set and marks the rows in `sets`."""
+    from cfmc.stability import screen
+
+    results = {}
+    for name in names:
+        df = sets[name] = sets[name].copy()
+        chosen = df.sort_values("score", ascending=False).head(limit) if len(df) else df
+        if len(chosen):
+            res = screen(chosen.reset_index(drop=True), out / f"screen_{slug(name)}", force=True,
+                         cache=cache, progress=False)
+            summary = json.loads((out / f"screen_{slug(name)}" / "screen_summary.json"
+                                  ).read_text())
+            res.index = chosen.index
+            for col in ("e_hull", "stable", "novel", "unique", "sun", "status"):
+                if col in res:
+                    df.loc[chosen.index, f"screen_{col}"] = res[col]
+        else:
+            summary = {k: 0 for k in ("n_input", "n_screened", "n_failed", "n_stable",
+                                      "n_novel", "n_unique", "n_sun")}
+            summary.update(e_hull_median=None, seconds_total=0.0)
+        keys = ("n_input", "n_screened", "n_failed", "n_stable", "n_novel", "n_unique", "n_sun",
+                "sun_rate", "e_hull_median", "n_decomposes_to_element", "seconds_total")
+        results[name] = {k: summary.get(k) for k in keys}
+        results[name]["screened_of"] = int(len(df))
+    return results
+
+
 def plot(sets: dict[str, pd.DataFrame], path: Path) -> None:
     import matplotlib
 
@@ -273,14 +313,20 @@ def plot(sets: dict[str, pd.DataFrame], path: Path) -> None:
 
 def table(metrics: dict) -> list[list[str]]:
     """The comparison table: header row, then one row per candidate set."""
+    screened = metrics.get("screen", {}).get("sets", {})
     rows = [["set", "all", "new", "quaternary", "balanced", "Ef q25", "Ef q50", "Ef q75",
-             "Eg q50"]]
+             "Eg q50"] + (["screened", "stable", "novel", "S.U.N."] if screened else [])]
     for k, m in metrics["sets"].items():
         ef, eg, bal = m["formation_energy"], m["band_gap"], m["charge_balanced_fraction"]
-        rows.append([k, str(m["all"]), str(m["new"]), str(m["quaternary"]),
-                     "-" if bal is None else f"{100 * bal:.1f}%"]
-                    + [f"{ef[q]:.2f}" if q in ef else "-" for q in ("q25", "q50", "q75")]
-                    + [f"{eg['q50']:.2f}" if "q50" in eg else "-"])
+        row = ([k, str(m["all"]), str(m["new"]), str(m["quaternary"]),
+                "-" if bal is None else f"{100 * bal:.1f}%"]
+               + [f"{ef[q]:.2f}" if q in ef else "-" for q in ("q25", "q50", "q75")]
+               + [f"{eg['q50']:.2f}" if "q50" in eg else "-"])
+        if screened:
+            sc = screened.get(k)
+            row += ([f"{sc['n_screened']}/{sc['n_input']}", str(sc["n_stable"]),
+                     str(sc["n_novel"]), str(sc["n_sun"])] if sc else ["-"] * 4)
+        rows.append(row)
     return rows
 
 
@@ -311,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweeps", type=int, default=None)
     p.add_argument("--burn-in", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--screen", action="store_true",
+                   help="screen cfmc's kept candidates and each pymatgen set the same way "
+                        "(CHGNet relaxation, offline hull, S.U.N.)")
+    p.add_argument("--screen-limit", type=int, default=100,
+                   help="screen at most this many candidates of each set (best score first)")
+    p.add_argument("--hull-cache", default=None, help="hull cache folder of --screen")
     p.add_argument("--force", action="store_true", help="overwrite an earlier run in --out")
     args = p.parse_args(argv)
     if args.quick:
@@ -365,6 +417,14 @@ def main(argv: list[str] | None = None) -> int:
                            "rejected_by_predictor": info["rejected"],
                            "distinct_compositions": int(len(cands)), "new": int(cands["new"].sum()),
                            "dls_failed": info["dls_failed"], "seconds": time.time() - t}
+    screened = None
+    if args.screen:
+        t = time.time()
+        names = [k for k in sets if k != "cfmc, all new"]
+        screened = {"limit": args.screen_limit, "estimate": "machine-learned (CHGNet + "
+                    "offline hull); see the calibration in experiments/README.md",
+                    "sets": screen_sets(sets, out, args.screen_limit, args.hull_cache, names)}
+        screened["seconds"] = time.time() - t
     used = sorted(set().union(*(set(v) for v in per_prototype)))
     skipped = {m: w for m, w in zip(protos["material_id"], protos["skipped"], strict=True) if w}
     for v in pmg.values():
@@ -380,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         "sets": {k: {"all": metrics_sets_all[k], **summarise(v)} for k, v in sets.items()},
         "settings": vars(args),
     }
+    if screened is not None:
+        metrics["screen"] = screened
     checks: dict[str, bool | None] = {}
     if cfmc_all is not None:
         metrics["cfmc_all"] = {
@@ -420,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:],
                                                                           strict=True)))
+    if screened is not None:
+        for k, v in screened["sets"].items():
+            print(f"screen {k}: {v['n_sun']} S.U.N. of {v['n_input']} screened "
+                  f"({v['n_stable']} stable, {v['n_novel']} novel, {v['n_failed']} failed; "
+                  f"machine-learned E_hull)")
     print("checks:", ", ".join(f"{k}={v}" for k, v in checks.items()) or "none (no cfmc run)")
     print(f"wrote {out} in {metrics['seconds']:.0f} s")
     return 0

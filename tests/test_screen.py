@@ -94,3 +94,89 @@ def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
     with pytest.raises(FileExistsError):
         screen(csv, out, cache=hull_cache, progress=False)
     assert main(["screen", str(csv), "--out", str(out), "--cache", str(hull_cache)]) == 2
+
+
+def test_infill_screen_cli(tmp_path, hull_cache, prior_dir, data_dir, capsys):
+    """`cfmc infill --screen`: the kept candidates screened into RUN_DIR/screen, the counts in the
+    run's summary.json (a tiny random prior, rock salt Na/Cl, short relaxations)."""
+    from cfmc.cli import main
+
+    out = tmp_path / "run"
+    args = ["infill", "225-a-[?]-0-0-0-b-[?]-1/2-1/2-1/2", "--elements", "Na", "Cl",
+            "--differ", "0,1", "--chains", "8", "--sweeps", "3", "--burn-in", "1", "--top", "2",
+            "--seed", "0", "--prior", str(prior_dir), "--no-progress", "--out", str(out),
+            "--screen", "--hull-cache", str(hull_cache), "--screen-steps", "60"]
+    assert main(args) == 0
+    samples = pd.read_csv(out / "samples.csv")
+    screened = pd.read_csv(out / "screen" / "screened.csv")
+    assert len(screened) == len(samples) >= 1
+    assert list(screened["input_rank"]) == list(samples["rank"])
+    assert set(screened["status"]) <= {"ok", "failed"}
+    assert set(screened.loc[screened["status"] == "ok", "formula"]) <= {"NaCl"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["command"] == "infill"
+    s = summary["screen"]
+    assert s["folder"] == "screen" and s["n_input"] == len(samples)
+    assert s["n_screened"] + s["n_failed"] == len(samples)
+    assert s["options"]["steps"] == 60 and "estimate" in s["estimate"]
+    assert (out / "screen" / "screen_summary.json").exists()
+    assert (out / "report.html").exists()
+    assert "S.U.N." in capsys.readouterr().out
+
+
+def test_design_takes_screen_options():
+    """`cfmc design --screen` hands the same options to the library as infill does."""
+    from cfmc.cli import build_parser
+    from cfmc.commands.common import screen_options
+
+    argv = ["design", "--spacegroup", "225", "--target", "band_gap=1", "--out", "x"]
+    with_screen = [*argv, "--screen", "--screen-steps", "50"]
+    args = build_parser(with_screen).parse_args(with_screen)
+    assert screen_options(args) == {"steps": 50, "fix_symmetry": False}
+    assert screen_options(build_parser(argv).parse_args(argv)) is None
+
+
+def test_generated_ternary_phases(tmp_path, data_dir, monkeypatch):
+    """Ternary phases decorated from a training-mix structure type (here one: the KCuF3
+    perovskite), charge balanced, relaxed with real CHGNet; a known one is reproduced."""
+    from cfmc.stability import prototypes
+    from cfmc.stability.known import read_known
+
+    assert prototypes.is_ionic_ternary("F-K-Mg") and prototypes.is_ionic_ternary("Ba-O-Ru")
+    assert not prototypes.is_ionic_ternary("Cu-Sn-Zr") and not prototypes.is_ionic_ternary("K-F")
+    assert prototypes.balanced_common(("K", "Mg", "F"), (1, 1, 3))
+    assert not prototypes.balanced_common(("K", "Mg", "F"), (2, 1, 3))
+    known = read_known()
+    row = known.loc[known["material_id"] == "mp-5566"].iloc[0]  # KCuF3
+    proto = prototypes.TernaryPrototype(
+        "1:1:3-test", (1, 1, 3), 1, row.material_id,
+        parse_cif_primitive(row.cif).to(fmt="cif"))
+    monkeypatch.setattr(prototypes, "ternary_library", lambda cache: [proto])
+    # RbCaF3 is in the training mix (MP formation energy -3.718 eV/atom): left out of the
+    # generated phases unless asked for, and reproduced by decoration and relaxation
+    assert prototypes.ternary_candidates("Ca-F-Rb", tmp_path, {"RbCaF3"}) == []
+    hull = ReferenceHull(cache=tmp_path)
+    generated = hull._relaxed(prototypes.ternary_candidates("Ca-F-Rb", tmp_path))
+    assert [e["formula"] for e in generated] == ["RbCaF3"]
+    assert generated[0]["e_form_pot"] == pytest.approx(-3.718, abs=0.1)
+    # KMgF3 is not in the mix: the hull of K-Mg-F gains it
+    entries = hull.system_entries("F-K-Mg", "ternary")
+    assert [e["formula"] for e in entries] == ["KMgF3"] and entries[0]["e_form_pot"] < -3.0
+
+
+def parse_cif_primitive(cif: str) -> Structure:
+    from cfmc.stability.known import parse_cif
+
+    return parse_cif(cif).get_primitive_structure()
+
+
+def test_metal_pair_with_known_binaries(hull_cache):
+    """Sc-Sn holds only Sc3Sn in the training mix: its missing AB, AB2, A2B are generated as
+    "metals" entries, never twice (not by the plain prototype entries)."""
+    from cfmc.stability.prototypes import candidates_for_pair
+
+    skip = {"Sc3Sn"}
+    assert candidates_for_pair("Sc", "Sn", hull_cache, skip) == []
+    made = candidates_for_pair("Sc", "Sn", hull_cache, skip, metals=True)
+    assert sorted(s.composition.reduced_formula for _, s in made) == ["Sc2Sn", "ScSn", "ScSn2"]
+    assert candidates_for_pair("Sc", "Sn", hull_cache, set(), metals=True) == []

@@ -63,6 +63,31 @@ def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
     p.add_argument("--out", required=True, help="run directory")
 
 
+def add_screen_arguments(p: argparse.ArgumentParser) -> None:
+    """`--screen` and its options: the stability screen of the kept candidates at the end."""
+    p.add_argument("--screen", action="store_true",
+                   help="at the end, relax the kept candidates and estimate E_hull and S.U.N. "
+                   "(machine-learned; written to OUT/screen, counts in summary.json)")
+    p.add_argument("--hull-cache", default=None, metavar="DIR",
+                   help="hull cache folder of --screen (default $CFMC_HULL_CACHE or "
+                   "~/.cache/cfmc/hull)")
+    p.add_argument("--screen-steps", type=int, default=300, metavar="N",
+                   help="most relaxation steps per candidate in --screen")
+    p.add_argument("--screen-fix-symmetry", action="store_true",
+                   help="keep each candidate's space group while relaxing in --screen")
+
+
+def screen_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The `screen` argument of the library front doors (None without --screen)."""
+    if not args.screen:
+        return None
+    options: dict[str, Any] = {"steps": args.screen_steps,
+                               "fix_symmetry": args.screen_fix_symmetry}
+    if args.hull_cache:
+        options["cache"] = args.hull_cache
+    return options
+
+
 def site_pairs(items: list[str], option: str) -> list[tuple[int, ...]]:
     """`["0,1", ...]` -> `[(0, 1), ...]`; errors name the option and the item."""
     out = []
@@ -91,3 +116,8 @@ def report(out: Path, summary: dict[str, Any], candidates: int) -> None:
                       if v.get("proposed"))
     print(f"{summary['status']}: {candidates} candidates in {out}/samples.csv "
           f"({summary['seconds']:.0f} s; acceptance {rates})")
+    screened = summary.get("screen")
+    if screened and "n_sun" in screened:
+        print(f"screen: {screened['n_sun']} S.U.N. of {screened['n_input']} "
+              f"({screened['n_stable']} stable, {screened['n_failed']} failed) in "
+              f"{out}/{screened['folder']}; {screened['estimate']}")

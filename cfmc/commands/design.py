@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from cfmc.commands.common import add_run_arguments, report
+from cfmc.commands.common import add_run_arguments, add_screen_arguments, report, screen_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the N best distinct final crystals in samples.csv (0: all)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same settings; --sweeps may grow)")
+    add_screen_arguments(p)
     add_run_arguments(p, sweeps=40, burn="20", block=False)
 
 
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         delayed_acceptance=args.delayed_acceptance, temperature=args.temperature,
         top=args.top, force=args.force, resume=args.resume, progress=not args.no_progress,
         settings={"targets": targets, "sigmas": sigmas, "prior": args.prior},
-            workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
-            devices=args.devices,
+        workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
+        devices=args.devices, screen=screen_options(args),
     )
     for name, m in result.summary["metrics"].items():
         print(f"{name}: target {m['target']:g}, mean |y - target| "

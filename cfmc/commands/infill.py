@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from cfmc.commands.common import add_run_arguments, report, site_elements, site_pairs
+from cfmc.commands.common import (
+    add_run_arguments,
+    add_screen_arguments,
+    report,
+    screen_options,
+    site_elements,
+    site_pairs,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=5, metavar="SWEEPS")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same settings; --sweeps may grow)")
+    add_screen_arguments(p)
     add_run_arguments(p, sweeps=50, burn="20", block=False)
 
 
@@ -58,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         anneal=args.anneal, seed=args.seed, top=args.top, prior=args.prior,
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, force=args.force,
         resume=args.resume,
-            workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
-            devices=args.devices,
+        workers=args.workers, ray_address=args.ray_address, chunk=args.chunk,
+        devices=args.devices, screen=screen_options(args),
     )
     report(result.out, result.summary, len(result.samples))
     return 0

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fix-symmetry", action="store_true",
                         help="keep each candidate's space group during relaxation")
     parser.add_argument("--fmax", type=float, default=0.05, help="force threshold (eV/A)")
-    parser.add_argument("--steps", type=int, default=300, help="most FIRE steps per relaxation")
+    parser.add_argument("--steps", type=int, default=300, help="most optimizer steps")
     parser.add_argument("--no-plots", action="store_true", help="skip the hull plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -1,5 +1,6 @@
-"""The reference hull: known crystals of the training mix plus generated competing binaries, all on
-one formation-energy scale, cached on disk per exact chemical system and reused across runs.
+"""The reference hull: known crystals of the training mix plus generated competing phases (binaries
+of every pair; ternaries of two cations and an anion), all on one formation-energy scale, cached on
+disk per exact chemical system and reused across runs.
 
 Scales: "potential" (default) puts every phase on the potential's energies with fitted elemental
 references (known crystals as given by MP, not relaxed again: single points); "mp" keeps MP's
@@ -29,10 +30,12 @@ class ReferenceHull:
     """Phase diagrams of chemical systems, built lazily and cached under `cache`."""
 
     def __init__(self, cache: str | os.PathLike | None = None, scale: str = "potential",
-                 prototypes: bool = True, progress: bool = False) -> None:
+                 prototypes: bool = True, progress: bool = False, ternaries: bool = True,
+                 metals: bool = True) -> None:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.scale, self.prototypes, self.progress = scale, prototypes, progress
+        self.ternaries, self.metals = ternaries, metals
         self.mu: dict[str, float] = load_references(cache, progress)["mu"]
         self.root = cache_root(cache) / f"{potential_id()}-v{HULL_VERSION}"
         self.known = read_known()
@@ -48,17 +51,23 @@ class ReferenceHull:
         return formation_energy(composition, energy_per_atom, self.mu)
 
     def system_entries(self, system: str, kind: str = "known") -> list[dict]:
-        """Phases whose elements are exactly `system`: the training mix's ("known") or the
-        generated binaries ("prototypes"); cached as JSON, computed on first use."""
+        """Phases whose elements are exactly `system`: the training mix's ("known"), the
+        generated binaries ("prototypes") or generated ternaries ("ternary"); cached as JSON,
+        computed on first use."""
+        from cfmc.stability.prototypes import METALS_VERSION, TERNARY_VERSION
+
         system = chemsys(system.split("-"))
-        key = f"{system}.{kind}"
+        versions = {"ternary": TERNARY_VERSION, "metals": METALS_VERSION}
+        key = f"{system}.{kind}{versions.get(kind, '')}"
         if key in self._memo:
             return self._memo[key]
         path = self.root / f"{key}.json"
         if path.exists():
             entries = json.loads(path.read_text())
         else:
-            entries = self._known(system) if kind == "known" else self._prototype_entries(system)
+            entries = (self._known(system) if kind == "known" else
+                       self._ternary_entries(system) if kind == "ternary" else
+                       self._prototype_entries(system, metals=kind == "metals"))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(entries))
@@ -81,14 +90,26 @@ class ReferenceHull:
         except ValueError:
             return None
 
-    def _prototype_entries(self, system: str) -> list[dict]:
+    def _prototype_entries(self, system: str, metals: bool = False) -> list[dict]:
         from cfmc.stability.prototypes import candidates_for_pair
-        from cfmc.stability.relax import prescale_volume, relax
 
         a, b = system.split("-")
         skip = {e["formula"] for e in self.system_entries(system, "known")}
+        return self._relaxed(candidates_for_pair(a, b, self.root.parent, skip, metals))
+
+    def _ternary_entries(self, system: str) -> list[dict]:
+        from cfmc.stability.prototypes import ternary_candidates
+
+        skip = {e["formula"] for e in self.system_entries(system, "known")}
+        return self._relaxed(ternary_candidates(system, self.root.parent, skip))
+
+    def _relaxed(self, structures: list) -> list[dict]:
+        """Hull entries of generated structures (prototype key, structure): volume scan, then
+        relaxed keeping their symmetry; those whose forces stay large get no energy."""
+        from cfmc.stability.relax import prescale_volume, relax
+
         out = []
-        for key, structure in candidates_for_pair(a, b, self.root.parent, skip):
+        for key, structure in structures:
             entry = {"id": f"proto:{key}:{structure.composition.reduced_formula}",
                      "formula": structure.composition.reduced_formula, "source": "prototype",
                      "e_form_mp": None, "e_form_pot": None}
@@ -105,9 +126,11 @@ class ReferenceHull:
         return out
 
     def entries(self, system: str) -> list[dict]:
-        """All phases of `system` and its subsystems. Generated intermetallic binaries are left
-        out of systems with an anion (O, F, Cl, ...), where they cannot reach the hull."""
-        from cfmc.stability.prototypes import is_anion, is_intermetallic
+        """All phases of `system` and its subsystems: known, generated binaries (intermetallic
+        ones left out of systems with an anion (O, F, Cl, ...), where they cannot reach the hull;
+        those of metal pairs that have known binaries only with `metals`), generated ternaries of
+        two cations and an anion (with `ternaries`)."""
+        from cfmc.stability.prototypes import is_anion, is_intermetallic, is_ionic_ternary
 
         subs = subsystems(chemsys(system.split("-")))
         ionic = any(is_anion(el) for el in system.split("-"))
@@ -116,6 +139,10 @@ class ReferenceHull:
             for sub in subs:
                 if sub.count("-") == 1 and not (ionic and is_intermetallic(*sub.split("-"))):
                     out += self.system_entries(sub, "prototypes")
+                    if self.metals and is_intermetallic(*sub.split("-")):
+                        out += self.system_entries(sub, "metals")
+                elif self.ternaries and is_ionic_ternary(sub):
+                    out += self.system_entries(sub, "ternary")
         return out
 
     def energy(self, entry: dict) -> float | None:

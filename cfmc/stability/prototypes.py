@@ -135,15 +135,21 @@ def decorate(proto: Prototype, a: str, b: str) -> Structure:
     return s
 
 
-def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset()
-                        ) -> list[tuple[str, Structure]]:
+METALS_VERSION = 1
+
+
+def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset(),
+                        metals: bool = False) -> list[tuple[str, Structure]]:
     """(prototype key, decorated structure) for the pair, leaving out reduced formulas in `skip`
-    (those the training mix already holds)."""
+    (those the training mix already holds). An intermetallic pair with known binaries gets its
+    missing AB, AB2, A2B only with `metals` (a separate cache entry, `ReferenceHull`)."""
     lib = prototype_library(cache)
     pairs = stoichiometries(a, b)
     intermetallic = is_intermetallic(a, b)
-    if intermetallic and skip:
-        return []  # a metal pair with known binaries: not the hull's weak spot, and costly
+    if intermetallic and skip and not metals:
+        return []  # left to the "metals" entries
+    if metals and not (intermetallic and skip):
+        return []  # covered by the plain prototype entries
     per = 1 if intermetallic else 2
     out = []
     for stoich, (x, y) in pairs:
@@ -153,3 +159,134 @@ def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str]
         for proto in lib.get(stoich, [])[:per]:
             out.append((proto.key, decorate(proto, x, y)))
     return out
+
+
+# ---- ternary phases: two cations and one anion -------------------------------------------------
+
+TERNARY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TernaryPrototype:
+    """A ternary ionic structure type: sites (C1, C2, X) with C1 the less electronegative cation
+    of its representative and X the anion; `stoich` the reduced counts in that order."""
+
+    key: str  # e.g. '1:1:3-221-5'
+    stoich: tuple[int, int, int]
+    count: int
+    material_id: str
+    cif: str
+
+
+def _ternary_order(comp: Composition) -> tuple[str, str, str] | None:
+    """(C1, C2, X) of a ternary with exactly one anion and two cations, else None."""
+    els = [el.symbol for el in comp.elements]
+    anions = [e for e in els if is_anion(e)]
+    if len(els) != 3 or len(anions) != 1:
+        return None
+    c1, c2 = sorted((e for e in els if e != anions[0]), key=lambda s: (_en(s), s))
+    return c1, c2, anions[0]
+
+
+def ternary_library(cache: str | os.PathLike, n_stoich: int = 14, max_atoms: int = 12
+                    ) -> list[TernaryPrototype]:
+    """One prototype (the most frequent space group and size, primitive cell of at most
+    `max_atoms` atoms) for each of the `n_stoich` most frequent ternary ionic stoichiometries
+    of the training mix (cached as JSON)."""
+    path = Path(cache) / f"ternary-prototypes-v{TERNARY_VERSION}-{n_stoich}-{max_atoms}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_build_ternary(n_stoich, max_atoms)))
+        tmp.replace(path)
+    return [TernaryPrototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"],
+                             p["cif"]) for p in json.loads(path.read_text())]
+
+
+def _build_ternary(n_stoich: int, max_atoms: int) -> list[dict]:
+    known = read_known()
+    rows = known[(known["chemsys"].str.count("-") == 2) & (known["natoms"] <= 2 * max_atoms)]
+    by_stoich: dict[tuple[int, int, int], dict[str, list]] = {}
+    for row in rows.itertuples():
+        comp = Composition(row.formula)
+        order = _ternary_order(comp)
+        if order is None:
+            continue
+        counts = [int(round(comp[e])) for e in order]
+        g = gcd(gcd(counts[0], counts[1]), counts[2])
+        stoich = tuple(c // g for c in counts)
+        by_stoich.setdefault(stoich, {}).setdefault("rows", []).append(row)
+    out: list[dict] = []
+    ranked = sorted(by_stoich.items(), key=lambda kv: -len(kv[1]["rows"]))
+    for stoich, group in ranked:
+        if len(out) >= n_stoich:
+            break
+        types: dict[str, list] = {}
+        for row in group["rows"]:
+            s = parse_cif(row.cif).get_primitive_structure()
+            if len(s) <= max_atoms:
+                types.setdefault(f"{spacegroup_number(s)}-{len(s)}", []).append((row, s))
+        if not types:
+            continue
+        key, members = max(types.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        row, s = min(members, key=lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp
+                                            else 9, len(m[1])))
+        out.append({"key": f"{':'.join(map(str, stoich))}-{key}", "stoich": list(stoich),
+                    "count": len(group["rows"]), "material_id": row.material_id,
+                    "cif": s.to(fmt="cif")})
+    return out
+
+
+def is_ionic_ternary(system: str) -> bool:
+    """Whether a chemical system has three elements, one anion and two cations (elements with a
+    positive common oxidation state): the systems that get generated ternary phases."""
+    els = system.split("-")
+    if len(els) != 3:
+        return False
+    order = _ternary_order(Composition({e: 1 for e in els}))
+    return order is not None and all(
+        any(q > 0 for q in Element(c).common_oxidation_states) for c in order[:2])
+
+
+def ternary_candidates(system: str, cache: str | os.PathLike, skip: set[str] = frozenset()
+                       ) -> list[tuple[str, Structure]]:
+    """(prototype key, decorated structure) for an ionic ternary system: every library type with
+    each cation on each cation site, kept when charge balanced with common oxidation states
+    (`balanced_common`) and its reduced formula is not in `skip`; one structure per formula (the
+    most frequent type)."""
+    if not is_ionic_ternary(system):
+        return []
+    c1, c2, x = _ternary_order(Composition({e: 1 for e in system.split("-")}))
+    out, seen = [], set(skip)
+    for proto in ternary_library(cache):
+        for a, b in ((c1, c2), (c2, c1)):
+            formula = Composition({a: proto.stoich[0], b: proto.stoich[1], x: proto.stoich[2]}
+                                  ).reduced_formula
+            if formula in seen or not balanced_common((a, b, x), proto.stoich):
+                continue
+            seen.add(formula)
+            out.append((proto.key, _decorate_ternary(proto, (a, b, x))))
+    return out
+
+
+def balanced_common(elements: tuple[str, str, str], counts: tuple[int, int, int]) -> bool:
+    """Whether counts of (cation, cation, anion) balance with the cations' common positive
+    oxidation states and the anion's most negative common one (stricter than SMACT's search, so
+    that few, plausible phases are generated)."""
+    a, b, x = (Element(e) for e in elements)
+    qx = min(x.common_oxidation_states, default=0)
+    if qx >= 0:
+        return False
+    return any(counts[0] * qa + counts[1] * qb + counts[2] * qx == 0
+               for qa in a.common_oxidation_states if qa > 0
+               for qb in b.common_oxidation_states if qb > 0)
+
+
+def _decorate_ternary(proto: TernaryPrototype, targets: tuple[str, str, str]) -> Structure:
+    s = parse_cif(proto.cif)
+    order = _ternary_order(s.composition)
+    old = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.replace_species({Element(o): Element(t) for o, t in zip(order, targets, strict=True)})
+    new = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.scale_lattice(s.volume * new / old)
+    return s

