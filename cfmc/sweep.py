@@ -333,11 +333,37 @@ class Sampler:
             new, info = jax.vmap(stages.accept)(chains, pending, answer, betas)
             return (new, *self._count(info))
 
+        accept_chunk = jax.jit(jax.vmap(stages.accept))
+
         def move(move_key, chain_ids, chains, constraints, site, step_size, betas):
-            pending, ask = propose(move_key, chain_ids, chains, constraints, site, step_size,
-                                   betas)
-            answer = host_answer(host, tuple(chains.values), ask)
-            return finish(chains, pending, answer, betas)
+            size, b = self.config.chunk, chain_ids.shape[0]
+            if size is None or size == b:
+                pending, ask = propose(move_key, chain_ids, chains, constraints, site,
+                                       step_size, betas)
+                answer = host_answer(host, tuple(chains.values), ask)
+                return finish(chains, pending, answer, betas)
+            # a fixed chunk: the programs run on one chunk at a time (the batch padded on the
+            # host with copies of its first chain), so every process with that chunk, a Ray
+            # shard's worker too, runs (and loads from the cache) the same two programs
+            pad = -b % size
+
+            def padded(tree):
+                tree = jax.device_get(tree)
+                return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[:1], pad, 0)]),
+                                    tree) if pad else tree
+
+            args = padded((chain_ids, chains, constraints, betas))
+            cuts = [slice(lo, lo + size) for lo in range(0, b + pad, size)]
+            parts = [jax.tree.map(lambda x, c=c: x[c], args) for c in cuts]
+            proposed = [propose(move_key, ids, ch, cons, site, step_size, bt)
+                        for ids, ch, cons, bt in parts]
+            asks = jax.device_get([ask for _, ask in proposed])
+            ask = jax.tree.map(lambda *x: np.concatenate(x)[:b], *asks)
+            answer = padded(host_answer(host, tuple(chains.values), ask))
+            done = [accept_chunk(ch, pend, jax.tree.map(lambda x, c=c: x[c], answer), bt)
+                    for (_, ch, _, bt), (pend, _), c in zip(parts, proposed, cuts, strict=True)]
+            new, info = jax.tree.map(lambda *x: np.concatenate(x)[:b], *jax.device_get(done))
+            return (jax.tree.map(jnp.asarray, new), *self._count(info))
 
         return move
 
