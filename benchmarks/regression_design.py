@@ -15,6 +15,11 @@ Runs the same seeded runs in this tree and, in a subprocess with PYTHONPATH poin
 
 Discrete fields must be equal; floats within `--rtol` / `--atol` (same machine, same shapes:
 expected bit for bit). Prints the largest float difference per case and PASS / FAIL.
+
+Recorded for the split of conditioned moves into two programs (against 4fc41ac, the last commit
+with one program per move calling the predictors through jax.pure_callback): engine cases at
+12 chains x 4 sweeps and both design cases at 8 chains x 3 sweeps, every field bit for bit equal
+(max |new - old| = 0), PASS.
 """
 
 from __future__ import annotations
