@@ -11,15 +11,16 @@ Runs the same seeded runs in this tree and, in a subprocess with PYTHONPATH poin
 2. The sweep engine on a tiny random prior and a four-site template with a cheap
    lattice-dependent conditioner: plain MH, delayed acceptance, the prior block move (MH and
    i-SIR with 3 tries) and replica exchange, chunks of 5: the final chains (crystals, log
-   densities, values) and the kernel counts.
+   densities, values) and the kernel counts; and two runs without conditioners (one program per
+   move), the prior-informed element move in chunks of 5 and the i-SIR block move.
 
 Discrete fields must be equal; floats within `--rtol` / `--atol` (same machine, same shapes:
 expected bit for bit). Prints the largest float difference per case and PASS / FAIL.
 
 Recorded for the split of conditioned moves into two programs (against 4fc41ac, the last commit
-with one program per move calling the predictors through jax.pure_callback): engine cases at
-12 chains x 4 sweeps and both design cases at 8 chains x 3 sweeps, every field bit for bit equal
-(max |new - old| = 0), PASS.
+with one program per move calling the predictors through jax.pure_callback): the eight engine
+cases at 12 chains x 4 sweeps and both design cases at 8 chains x 3 sweeps, every field bit for
+bit equal (max |new - old| = 0), PASS.
 """
 
 from __future__ import annotations
@@ -86,10 +87,13 @@ else:
              "prior": SweepConfig(lattice=True, species_proposal="prior", chunk=5),
              "block": SweepConfig(lattice=True, block=True, chunk=5),
              "isir": SweepConfig(lattice=True, block=True, block_tries=3, chunk=5),
-             "ladder": SweepConfig(lattice=True, ladder=(1.0, 2.0), chunk=5)}
+             "ladder": SweepConfig(lattice=True, ladder=(1.0, 2.0), chunk=5),
+             "prior-only": SweepConfig(species_proposal="prior", chunk=5),
+             "prior-only-block": SweepConfig(block=True, block_tries=3)}
     for name, cfg in cases.items():
-        sampler = Sampler(Posterior(model, conditioners=[volume]), t.constraints(n), cfg,
-                          block=block if cfg.block else None)
+        conds = [] if name.startswith("prior-only") else [volume]
+        post = Posterior(model, conditioners=conds, marginalize_lattice=not conds)
+        sampler = Sampler(post, t.constraints(n), cfg, block=block if cfg.block else None)
         x = t.random_arrays(chains, np.random.default_rng(seed), n)
         state = sampler.init(x)
         key = jax.random.PRNGKey(seed)
@@ -155,9 +159,9 @@ def compare(new: dict, old: dict, rtol: float, atol: float) -> bool:
         if not close:
             print(f"{k}: differs")
             ok = False
-    print(f"{'case':<10}{'max |new - old|':>18}{'fields not bit-equal':>22}")
+    print(f"{'case':<18}{'max |new - old|':>16}{'fields not bit-equal':>22}")
     for case, (diff, unequal) in cases.items():
-        print(f"{case:<10}{diff:>18.3g}{int(unequal):>22}")
+        print(f"{case:<18}{diff:>16.3g}{int(unequal):>22}")
     return ok
 
 
