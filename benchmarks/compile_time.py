@@ -5,10 +5,11 @@ Runs each command twice, each time in a fresh process, with one fresh temporary 
 spent tracing, lowering and XLA-compiling (jax.monitoring events; a persistent-cache hit counts
 its loading time under XLA), and how many programs were compiled.
 
-    python benchmarks/compile_time.py [--only infill design]
+    python benchmarks/compile_time.py [--only infill design] [--by-function 15]
 
-Programs with host callbacks (`jax.pure_callback`: every move of a run with conditioners, as
-design runs) are never written to JAX's persistent cache, so they compile again in every run.
+Programs with host callbacks (`jax.pure_callback`) are never written to JAX's persistent cache;
+the moves of a run with conditioners (design) are two callback-free programs each, around one host
+call of the conditioners, so a second run loads them from the cache.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def child(argv: list[str]) -> int:
 
     total = dict.fromkeys(EVENTS.values(), 0.0)
     count = [0]
+    by_function: dict[str, float] = {}
 
     def on_event(event: str, duration: float, **kwargs) -> None:
         name = EVENTS.get(event)
         if name is not None:
             total[name] += duration
             count[0] += name == "xla"
+            fun = str(kwargs.get("fun_name", "?"))
+            by_function[fun] = by_function.get(fun, 0.0) + duration
 
     jax.monitoring.register_event_duration_secs_listener(on_event)
     t0 = time.perf_counter()
@@ -61,6 +65,7 @@ def child(argv: list[str]) -> int:
         rc = e.code
     total["wall"] = time.perf_counter() - t0
     total["programs"] = count[0]
+    total["by_function"] = by_function
     print(MARK + json.dumps(total), flush=True)
     return int(rc or 0)
 
@@ -87,14 +92,20 @@ def main() -> int:
         return child(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
+    p.add_argument("--by-function", type=int, default=0, metavar="N",
+                   help="also print the N functions with the most compile seconds in run 2")
     args = p.parse_args()
     print(f"{'command':<8}{'run':>4}{'wall s':>8}{'compile s':>10}{'trace':>7}{'lower':>7}"
           f"{'xla':>7}{'programs':>9}", flush=True)
     for name in args.only:
-        for k, r in enumerate(run_twice(name, COMMANDS[name]), start=1):
+        rows = run_twice(name, COMMANDS[name])
+        for k, r in enumerate(rows, start=1):
             comp = r["trace"] + r["lower"] + r["xla"]
             print(f"{name:<8}{k:>4}{r['wall']:8.1f}{comp:10.1f}{r['trace']:7.1f}"
                   f"{r['lower']:7.1f}{r['xla']:7.1f}{r['programs']:>9}", flush=True)
+        top = sorted(rows[-1]["by_function"].items(), key=lambda kv: -kv[1])[:args.by_function]
+        for fun, sec in top:
+            print(f"    run 2: {sec:6.2f} s  {fun}", flush=True)
     return 0
 
 

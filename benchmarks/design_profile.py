@@ -96,7 +96,7 @@ def instrument() -> None:
     _patch(cfmc.run, "write_outputs", "outputs (CSV, trace, CIF, plots)", True)
     _patch(cfmc.run, "write_report_safely", "report.html", True)
     _patch(cfmc.design, "_figures", "Fig. 9 panels", True)
-    _patch(cfmc.kernels.base, "_host_conditioners", "host callbacks inside moves")
+    _patch(cfmc.kernels.base, "_host_conditioners", "host conditioners inside moves")
     _patch(Posterior, "conditioner_logdensity", "conditioners (every call)")
     _patch(cfmc.crystal, "from_arrays", "crystals from arrays")
     _patch(PhysicalGuard, "physical", "physical guard (builds the structure)")
@@ -115,7 +115,7 @@ ROWS = [
     ("compile in chain init", 1),
     ("sweeps", 0),
     ("compile in sweeps", 1),
-    ("host callbacks inside moves", 1),
+    ("host conditioners inside moves", 1),
     ("prior model and kernels (sweeps less the two above)", 1),
     ("recording draws", 0),
     ("compile in recording draws", 1),
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed, delayed_acceptance=True, force=True, progress=False)
     wall = time.perf_counter() - t0
     seconds["prior model and kernels (sweeps less the two above)"] = (
-        seconds["sweeps"] - seconds["compile in sweeps"] - seconds["host callbacks inside moves"])
+        seconds["sweeps"] - seconds["compile in sweeps"]
+        - seconds["host conditioners inside moves"])
     seconds["MEGNet forward and batching (batches less graphs)"] = (
         seconds["MEGNet batches"] - seconds["graph construction"])
     seconds["compile (all)"] = sum(v for k, v in seconds.items() if k.startswith("compile: "))

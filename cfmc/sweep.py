@@ -2,8 +2,10 @@
 
 A sweep visits the sites in sequence order and applies the chosen kernels at each (element
 substitution, coordinate shift), then the lattice move. Every move is the one Metropolis-Hastings
-step of `cfmc.kernels.build_kernel`, vmapped over the chains (in chunks) and jitted; host-side
-conditioners are called from inside that step, once per move for the whole batch. Each chain's
+step of `cfmc.kernels.build_kernel_stages`, vmapped over the chains (in chunks) and jitted: one
+program without conditioners; with host-side conditioners two (propose, then accept) around one
+batched host call of the conditioners per move, so no program holds a host callback and the
+persistent compilation cache keeps them all. Each chain's
 keys derive from (sweep key, move, chain index) alone. Everything that changes during a run
 (chains, step sizes, counts) lives in the `SamplerState` NamedTuple. On a machine with several
 accelerators the chains of every move are split over the local devices (`SweepConfig.devices`,
@@ -13,7 +15,6 @@ accelerators the chains of every move are split over the local devices (`SweepCo
 from __future__ import annotations
 
 import dataclasses
-import functools
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -28,10 +29,12 @@ from cfmc.kernels import (
     ProposalFn,
     SiteConstraints,
     Target,
-    build_isir_kernel,
-    build_kernel,
+    build_isir_stages,
+    build_kernel_stages,
+    compose_kernel,
     conditioned,
     coords,
+    host_answer,
     lattice,
     species,
 )
@@ -201,19 +204,26 @@ class Sampler:
             def host(arrays: CrystalArrays):
                 return conditioned(posterior.conditioner_logdensity(arrays))
         self.target = Target(prior_one, host)
-        kernels = {k: build_kernel(p, self.config.delayed_acceptance)
-                   for k, p in proposals.items() if k != "block" or callable(p)}
+        cond = host is not None
+        da = self.config.delayed_acceptance
+        stages = {k: build_kernel_stages(p, da, cond)
+                  for k, p in proposals.items() if k != "block" or callable(p)}
         self.population = block if isinstance(block, PopulationProposal) else None
+        tries = int(self.config.block_tries)
         if self.population is not None:  # always i-SIR (its proposals depend on its fit)
-            kernels["block"] = build_isir_kernel(self.population.draws,
-                                                 int(self.config.block_tries))
-        elif block is not None and self.config.block_tries > 1:
+            stages["block"] = build_isir_stages(self.population.draws, tries, cond)
+        elif block is not None and tries > 1:
             draws = getattr(block, "draws", None)
             if draws is None:
                 raise ValueError("block_tries > 1 needs a block proposal with `draws` "
                                  "(kernels.prior_block_proposal)")
-            kernels["block"] = build_isir_kernel(draws, int(self.config.block_tries))
-        self._steps = {k: jax.jit(self._make_step(kern)) for k, kern in kernels.items()}
+            stages["block"] = build_isir_stages(draws, tries, cond)
+        self.stages = stages
+        if cond:  # two callback-free programs per move around one batched host call
+            self._moves = {k: self._make_split_move(st) for k, st in stages.items()}
+        else:  # one program per move
+            self._moves = {k: jax.jit(self._make_step(compose_kernel(lambda c, st=st: st)))
+                           for k, st in stages.items()}
 
     # ------------------------------------------------------------------ schedule
 
@@ -266,51 +276,113 @@ class Sampler:
 
     # ------------------------------------------------------------------ the jitted move
 
-    def _make_step(self, kernel: Callable) -> Callable:
-        target = self.target
-        conditioned_ = target.conditioners is not None
-        chunk_size, fixed = self.config.chunk_size, self.config.chunk
+    def _chunked(self, fn: Callable, move_key, chain_ids, *per_chain):
+        """`fn(key, *chain_args)` over the chains in chunks of one fixed shape, the chains split
+        over the local devices first (`split_over_devices`); each chain's key is
+        fold_in(move_key, its id)."""
 
-        def local(site, step_size, move_key, chain_ids, chains, constraints, betas):
-            """The kernel on every chain of this device, chunk by chunk: (chains, infos)."""
+        def local(move_key, chain_ids, *per_chain):
             b = chain_ids.shape[0]
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(move_key, chain_ids)
-
-            def one(args):
-                key, chain, cons, beta = args
-                return kernel(key, chain, target, cons, site, step_size, beta)
-
             # chunks of chains: one huge batch runs slower per chain on CPU (cache misses); with
-            # conditioners one chunk, so the host predicts the whole batch in one call
-            size = fixed or (b if conditioned_ else min(chunk_size, b))
+            # conditioners one chunk unless fixed (the host predicts every chunk in one call)
+            fixed = self.config.chunk
+            size = fixed or (b if self.target.conditioners is not None
+                             else min(self.config.chunk_size, b))
             # every chunk the same shape (no remainder of another shape): the batch is padded
             # with copies of its first chain, whose results are dropped
             pad = -b % size
-            args = (keys, chains, constraints, betas)
+            args = (keys, *per_chain)
             if pad:
                 args = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]),
                                     args)
-            new, info = jax.lax.map(one, args, batch_size=size)
-            if pad:
-                new, info = jax.tree.map(lambda x: x[:b], (new, info))
-            return new, info
+            out = jax.lax.map(lambda a: fn(*a), args, batch_size=size)
+            return jax.tree.map(lambda x: x[:b], out) if pad else out
+
+        return split_over_devices(local, self.config.devices)(move_key, chain_ids, *per_chain)
+
+    def _count(self, info) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+        ok = info.is_active & info.is_valid
+        counts = {
+            "proposed": info.is_active.sum(),
+            "accepted": info.is_accepted.sum(),
+            "invalid": (info.is_active & ~info.is_valid).sum(),
+            "predictor_calls": info.is_evaluated.sum(),
+            "predictor_failures": (info.is_evaluated & info.is_failed).sum(),
+            "calls_saved": ((ok & ~info.is_evaluated).sum() if self.target.conditioners
+                            is not None else jnp.int32(0)),
+        }
+        return counts, info.is_active, info.is_accepted
+
+    def _make_step(self, kernel: Callable) -> Callable:
+        """One move of every chain as one program (no conditioners)."""
+        target = self.target
 
         def step(move_key, chain_ids, chains, constraints, site, step_size, betas):
-            new, info = split_over_devices(
-                functools.partial(local, site, step_size), self.config.devices)(
-                move_key, chain_ids, chains, constraints, betas)
-            ok = info.is_active & info.is_valid
-            counts = {
-                "proposed": info.is_active.sum(),
-                "accepted": info.is_accepted.sum(),
-                "invalid": (info.is_active & ~info.is_valid).sum(),
-                "predictor_calls": info.is_evaluated.sum(),
-                "predictor_failures": (info.is_evaluated & info.is_failed).sum(),
-                "calls_saved": (ok & ~info.is_evaluated).sum() if conditioned_ else jnp.int32(0),
-            }
-            return new, counts, info.is_active, info.is_accepted
+            def one(key, chain, cons, beta):
+                return kernel(key, chain, target, cons, site, step_size, beta)
+
+            new, info = self._chunked(one, move_key, chain_ids, chains, constraints, betas)
+            return (new, *self._count(info))
 
         return step
+
+    def _make_split_move(self, stages) -> Callable:
+        """One move of every chain with host conditioners: a jitted program proposes (prior
+        terms, stage one of delayed acceptance), the host evaluates the conditioners on the
+        proposals that need them in one batched call, a second jitted program accepts. Neither
+        program has a host callback, so both are kept by the persistent compilation cache."""
+        prior, host = self.target.prior, self.target.conditioners
+
+        @jax.jit
+        def propose(move_key, chain_ids, chains, constraints, site, step_size, betas):
+            def one(key, chain, cons, beta):
+                return stages.propose(key, chain, prior, cons, site, step_size, beta)
+
+            return self._chunked(one, move_key, chain_ids, chains, constraints, betas)
+
+        @jax.jit
+        def finish(chains, pending, answer, betas):
+            new, info = jax.vmap(stages.accept)(chains, pending, answer, betas)
+            return (new, *self._count(info))
+
+        accept_chunk = jax.jit(jax.vmap(stages.accept))
+
+        devices = self.config.devices or jax.local_device_count()
+
+        def move(move_key, chain_ids, chains, constraints, site, step_size, betas):
+            # with a fixed chunk, one call per `devices` chunks: every device runs one chunk
+            b = chain_ids.shape[0]
+            size = None if self.config.chunk is None else self.config.chunk * devices
+            if size is None or size == b:
+                pending, ask = propose(move_key, chain_ids, chains, constraints, site,
+                                       step_size, betas)
+                answer = host_answer(host, tuple(chains.values), ask)
+                return finish(chains, pending, answer, betas)
+            # a fixed chunk: the programs run on one chunk at a time (the batch padded on the
+            # host with copies of its first chain), so every process with that chunk, a Ray
+            # shard's worker too, runs (and loads from the cache) the same two programs
+            pad = -b % size
+
+            def padded(tree):
+                tree = jax.device_get(tree)
+                return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[:1], pad, 0)]),
+                                    tree) if pad else tree
+
+            args = padded((chain_ids, chains, constraints, betas))
+            cuts = [slice(lo, lo + size) for lo in range(0, b + pad, size)]
+            parts = [jax.tree.map(lambda x, c=c: x[c], args) for c in cuts]
+            proposed = [propose(move_key, ids, ch, cons, site, step_size, bt)
+                        for ids, ch, cons, bt in parts]
+            asks = jax.device_get([ask for _, ask in proposed])
+            ask = jax.tree.map(lambda *x: np.concatenate(x)[:b], *asks)
+            answer = padded(host_answer(host, tuple(chains.values), ask))
+            done = [accept_chunk(ch, pend, jax.tree.map(lambda x, c=c: x[c], answer), bt)
+                    for (_, ch, _, bt), (pend, _), c in zip(parts, proposed, cuts, strict=True)]
+            new, info = jax.tree.map(lambda *x: np.concatenate(x)[:b], *jax.device_get(done))
+            return (jax.tree.map(jnp.asarray, new), *self._count(info))
+
+        return move
 
     # ------------------------------------------------------------------ chains
 
@@ -383,7 +455,7 @@ class Sampler:
             for kind, site in moves:
                 step = (state.block_fit if kind == "block" and state.block_fit is not None
                         else jnp.float32(state.step_sizes.get(kind, 0.0)))
-                chains, counts, active, acc = self._steps[kind](
+                chains, counts, active, acc = self._moves[kind](
                     move_key(key, kind, site), ids, chains, cons, jnp.int32(site), step, beta
                 )
                 done.append((kind, counts))

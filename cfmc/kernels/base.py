@@ -4,8 +4,14 @@ A cfmc kernel is a crystal-aware proposal `propose(key, position, constraints, s
 Proposal` handed to `build_kernel`; the accept/reject arithmetic is blackjax's
 (`static_binomial_sampling`). Positions are single crystals (`CrystalArrays` without batch axis);
 `jax.vmap` runs many chains. The target is a `Target`: the prior part in JAX plus, optionally,
-host-side conditioners (torch predictors), which the step calls through `jax.pure_callback`, so
-the kernel the tests prove exact is the kernel production runs. Options of the same step:
+host-side conditioners (torch predictors). Every step is two pure halves (`KernelStages`):
+`propose` (proposal, prior terms, stage one of delayed acceptance) returns what the conditioners
+must see (`Ask`), `accept` takes their `Answer` and does the accept/reject. The sweep engine jits
+each half on its own and calls the conditioners between them, once per move for all chains, so
+neither program holds a host callback and both stay in the persistent compilation cache;
+`build_kernel` joins the same halves into one step (calling the conditioners through
+`jax.pure_callback`), so the kernel the tests prove exact is the kernel production runs.
+Options of the same step:
 
 - tempering: the log density ratio is multiplied by `beta = 1 / T` (the q ratio is not);
 - delayed acceptance (Christen & Fox 2005): a proposal is first screened by the prior ratio times
@@ -128,9 +134,11 @@ def _host_conditioners(fn: Callable[[CrystalArrays], Conditioned], names: tuple[
 
 def evaluate(target: Target, position: CrystalArrays, need: jax.Array,
              names: tuple[str, ...]) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """Conditioners of one crystal (vmapped: of the batch, in one host call) where `need`."""
-    shapes = (jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.bool_),
-              {k: jax.ShapeDtypeStruct((), jnp.float32) for k in names})
+    """Conditioners of the crystals (leading axes those of `need`; vmapped: of the batch, in
+    one host call) where `need`, through `jax.pure_callback`."""
+    lead = jnp.shape(need)
+    shapes = (jax.ShapeDtypeStruct(lead, jnp.float32), jax.ShapeDtypeStruct(lead, jnp.bool_),
+              {k: jax.ShapeDtypeStruct(lead, jnp.float32) for k in names})
 
     def host(pos, nd):
         return _host_conditioners(target.conditioners, names, pos, nd)
@@ -138,41 +146,129 @@ def evaluate(target: Target, position: CrystalArrays, need: jax.Array,
     return jax.pure_callback(host, shapes, position, need, vmap_method="broadcast_all")
 
 
-def build_kernel(propose: ProposalFn, delayed_acceptance: bool = False) -> Callable:
-    """MH kernel from a proposal: kernel(rng_key, state, target, constraints, site, step_size,
-    beta=1) -> (state, info). `target` is a `Target` or a JAX log density of one crystal."""
+class Ask(NamedTuple):
+    """What a move asks of the host conditioners: the crystals (any leading axes) and which of
+    them to evaluate."""
 
-    def kernel(rng_key, state: CrystalState, target, constraints, site, step_size, beta=1.0):
-        if not isinstance(target, Target):
-            target = Target(target)
+    positions: CrystalArrays
+    need: jax.Array
+
+
+class Answer(NamedTuple):
+    """The host's answer to an `Ask`: weighted log-likelihoods, failures and named values, with
+    the leading axes of `Ask.need` (-inf / NaN where not evaluated)."""
+
+    logp: jax.Array
+    failed: jax.Array
+    values: dict[str, jax.Array]
+
+
+class Pending(NamedTuple):
+    """A Metropolis-Hastings proposal waiting for the conditioners: what the acceptance needs."""
+
+    proposal: Proposal
+    log_prior: jax.Array  # untempered prior part at the proposal
+    log_alpha_prior: jax.Array  # log acceptance of the prior part (the whole one without
+    # conditioners, stage one of delayed acceptance)
+    is_evaluated: jax.Array  # the conditioners are asked about the proposal
+    key: jax.Array  # the acceptance's key
+
+
+class KernelStages(NamedTuple):
+    """A step in two pure halves around the host conditioners, so each half jits to a plain XLA
+    program (no host callback, cacheable on disk):
+
+    propose(rng_key, state, prior, constraints, site, step_size, beta) -> (pending, Ask)
+    accept(state, pending, Answer | None, beta) -> (state, MoveInfo)
+
+    `conditioned`: whether the target has conditioners (without them `accept` takes None and
+    the step is the prior's alone). `compose_kernel` joins the halves into one step.
+    """
+
+    propose: Callable
+    accept: Callable
+    conditioned: bool
+
+
+def build_kernel_stages(propose: ProposalFn, delayed_acceptance: bool = False,
+                        conditioned: bool = True) -> KernelStages:
+    """The Metropolis-Hastings step of a proposal as `KernelStages`; `build_kernel` composes
+    the same two halves."""
+
+    def propose_stage(rng_key, state: CrystalState, prior, constraints, site, step_size,
+                      beta=1.0) -> tuple[Pending, Ask]:
         key_prop, key_first, key_acc = jax.random.split(rng_key, 3)
         prop = propose(key_prop, state.position, constraints, site, step_size)
         ok = prop.is_valid & prop.is_active
-        lp = jnp.asarray(target.prior(prop.position), state.log_prior.dtype)
+        lp = jnp.asarray(prior(prop.position), state.log_prior.dtype)
         d_prior = lp - state.log_prior
         first = log_acceptance(beta * d_prior + prop.log_q_ratio, ok)
-        if target.conditioners is None:
-            ll, failed, values = jnp.zeros_like(lp), jnp.zeros((), bool), {}
-            evaluated, log_alpha = jnp.zeros((), bool), first
+        if not conditioned:
+            evaluated = jnp.zeros((), bool)
+        elif delayed_acceptance:  # stage one: the prior screens; survivors reach the host
+            u = jax.random.uniform(key_first)
+            evaluated = ok & (jnp.log(u) < first)
         else:
-            if delayed_acceptance:  # stage one: the prior screens; survivors reach the host
-                u = jax.random.uniform(key_first)
-                evaluated = ok & (jnp.log(u) < first)
-            else:
-                evaluated = ok
-            ll, failed, values = evaluate(target, prop.position, evaluated,
-                                          tuple(state.values))
+            evaluated = ok
+        return Pending(prop, lp, first, evaluated, key_acc), Ask(prop.position, evaluated)
+
+    def accept_stage(state: CrystalState, pending: Pending, answer: Answer | None,
+                     beta=1.0) -> tuple[CrystalState, MoveInfo]:
+        prop, lp, evaluated = pending.proposal, pending.log_prior, pending.is_evaluated
+        if answer is None:
+            ll, failed, values = jnp.zeros_like(lp), jnp.zeros((), bool), {}
+            log_alpha = pending.log_alpha_prior
+        else:
+            ll, failed, values = answer
             d_like = ll - state.log_likelihood
-            ratio = beta * d_like if delayed_acceptance else beta * (d_prior + d_like) + (
-                prop.log_q_ratio)
+            if delayed_acceptance:
+                ratio = beta * d_like
+            else:
+                d_prior = lp - state.log_prior
+                ratio = beta * (d_prior + d_like) + prop.log_q_ratio
             log_alpha = log_acceptance(ratio, evaluated & ~failed)
         new = CrystalState(prop.position, lp + ll, lp, ll, values)
-        out, do_accept, p_accept = accept(key_acc, log_alpha, state, new)
+        out, do_accept, p_accept = accept(pending.key, log_alpha, state, new)
         info = MoveInfo(p_accept, do_accept, prop.is_valid, prop.is_active, evaluated, failed,
                         new)
         return out, info
 
+    return KernelStages(propose_stage, accept_stage, conditioned)
+
+
+def compose_kernel(stages: Callable[[bool], KernelStages]) -> Callable:
+    """One step from its two halves: kernel(rng_key, state, target, constraints, site,
+    step_size, beta=1) -> (state, info); `stages(conditioned)` builds the halves. With host
+    conditioners the step calls them through `evaluate` (a `jax.pure_callback`)."""
+
+    def kernel(rng_key, state: CrystalState, target, constraints, site, step_size, beta=1.0):
+        if not isinstance(target, Target):
+            target = Target(target)
+        halves = stages(target.conditioners is not None)
+        pending, ask = halves.propose(rng_key, state, target.prior, constraints, site,
+                                      step_size, beta)
+        answer = None
+        if halves.conditioned:
+            answer = Answer(*evaluate(target, ask.positions, ask.need, tuple(state.values)))
+        return halves.accept(state, pending, answer, beta)
+
     return kernel
+
+
+def build_kernel(propose: ProposalFn, delayed_acceptance: bool = False) -> Callable:
+    """MH kernel from a proposal: kernel(rng_key, state, target, constraints, site, step_size,
+    beta=1) -> (state, info). `target` is a `Target` or a JAX log density of one crystal. The
+    step is the two halves of `build_kernel_stages`, joined."""
+    return compose_kernel(
+        lambda conditioned: build_kernel_stages(propose, delayed_acceptance, conditioned))
+
+
+def host_answer(fn: Callable[[CrystalArrays], Conditioned], names: tuple[str, ...],
+                ask: Ask) -> Answer:
+    """Evaluate the conditioners on the host for an `Ask` read back from the device (one
+    batched call over every crystal marked `need`); numpy arrays in the `Answer`."""
+    position, need = jax.device_get((ask.positions, ask.need))
+    return Answer(*_host_conditioners(fn, names, position, need))
 
 
 def as_top_level(
