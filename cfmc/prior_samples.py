@@ -150,23 +150,24 @@ def sample_prior(
                 or isinstance(prior, str | Path) else "given", "seed": seed,
                 "valid_only": valid_only, "max_rounds": max_rounds, "chunk": chunk}
     out = runio.prepare(out, force=force, resume=resume)
-    saved: dict[str, np.ndarray] = {}
-    if resume:
-        check_resume(out, settings)
-        saved, _ = runio.load_checkpoint(out)
     chunks = [Chunk(lo, min(lo + chunk, num), num, min(num, chunk))
               for lo in range(0, num, chunk)]
-    done = {i: {k[len(f"chunk{i}."):]: v for k, v in saved.items()
-                if k.startswith(f"chunk{i}.")} for i in range(len(chunks))}
-    done = {i: d for i, d in done.items() if d}
+    # the checkpoint holds the settings; each finished chunk is a file of its own in chunks/
+    (out / "chunks").mkdir(exist_ok=True)
+    names = [f"chunks/chunk_{i:05d}.npz" for i in range(len(chunks))]
+    if resume:
+        check_resume(out, settings)
+    else:
+        runio.save_checkpoint(out, {}, {"settings": settings, "chunks": len(chunks)})
+    done = {i: runio.load_checkpoint(out, name)[0] for i, name in enumerate(names)
+            if (out / name).exists()}
     todo = [i for i in range(len(chunks)) if i not in done]
     bar = tqdm(total=num, initial=sum(chunks[i].hi - chunks[i].lo for i in done),
                        desc="sample", unit="crystal", disable=not progress)
 
     def finished(i: int, result: dict[str, np.ndarray]) -> None:
         done[i] = result
-        flat = {f"chunk{j}.{k}": v for j, d in done.items() for k, v in d.items()}
-        runio.save_checkpoint(out, flat, {"settings": settings, "chunks": len(chunks)})
+        runio.save_checkpoint(out, result, {"chunk": i}, names[i])
         bar.update(chunks[i].hi - chunks[i].lo)
 
     timing: dict[str, Any] = {"workers": None}

@@ -25,7 +25,7 @@ CHECKPOINT = "checkpoint.npz"
 # everything a run writes (any command); `force` removes these and nothing else
 OUTPUTS = ("samples.csv", "chains.csv", "trace.nc", "summary.json", "trace.png", "burn_in.png",
            "unconditional.csv", "properties.png", "log_prior.png", "report.html", CHECKPOINT,
-           "cif")
+           "cif", "chunks")
 
 
 def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path:
@@ -69,9 +69,11 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
-def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
-    """Write the chain state (a flat dict of arrays) and JSON metadata atomically."""
-    path = Path(path) / CHECKPOINT
+def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[str, Any],
+                    name: str = CHECKPOINT) -> Path:
+    """Write the chain state (a flat dict of arrays) and JSON metadata atomically (into the
+    file `name` of the run directory `path`)."""
+    path = Path(path) / name
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload["__meta__"] = np.array(json.dumps(jsonable(meta)))
 
@@ -82,9 +84,10 @@ def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[s
     return _atomic(path, write)
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_checkpoint(path: str | Path, name: str = CHECKPOINT
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Inverse of `save_checkpoint`; a damaged file is a ValueError naming it."""
-    file = Path(path) / CHECKPOINT
+    file = Path(path) / name
     try:
         with np.load(file, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files if k != "__meta__"}
