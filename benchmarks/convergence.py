@@ -3,8 +3,11 @@ ESS per second, for the double perovskite infill (default 1000 chains) with the 
 moves and with the current defaults, and optionally for the Fig. 9 design posterior (band gap
 2 eV and formation energy -3 eV/atom, MEGNet in the loop).
 
-    python benchmarks/convergence.py [--chains 1000] [--sweeps 50] [--tries 16] [--design]
-        [--out DIR] [--baseline-run DIR]
+    python benchmarks/convergence.py [--chains 1000] [--sweeps 50] [--max-sweeps 400]
+        [--tries 8] [--until-rhat 1.01] [--design] [--out DIR] [--baseline-run DIR]
+
+The earlier defaults run --sweeps sweeps; the current ones run until every traced scalar has
+split R-hat at most --until-rhat (checked every 5 recorded draws), at most --max-sweeps.
 
 Every run is a real run directory under --out (summary.json, trace.nc, report.html).
 """
@@ -21,15 +24,17 @@ TEMPLATE = "225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0"
 DIFFER = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
 
 
-def infill_settings(chains: int, sweeps: int, tries: int) -> dict[str, dict]:
+def infill_settings(chains: int, sweeps: int, tries: int, until_rhat: float,
+                    max_sweeps: int) -> dict[str, dict]:
     """The earlier defaults (site moves from a uniform start, 20 sweeps of burn-in) and the
-    current ones (the pool block move by i-SIR with `tries` proposals, starts resampled from
-    the pool, burn-in decided by the chains)."""
+    current ones (`make demo`: the pool block move by i-SIR with `tries` proposals, starts
+    resampled from the refined pool, burn-in decided by the chains, run until mixed)."""
     return {
         "site moves (earlier default)": {"chains": chains, "sweeps": sweeps, "burn_in": 20},
         f"pool block x{tries} + site moves": {
-            "chains": chains, "sweeps": sweeps, "burn_in": None, "block": True,
-            "block_proposal": "pool", "block_tries": tries, "init": "pool"},
+            "chains": chains, "sweeps": max_sweeps, "burn_in": None, "block": True,
+            "block_proposal": "pool", "block_tries": tries, "init": "pool",
+            "until_rhat": until_rhat},
     }
 
 
@@ -52,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweeps", type=int, default=50)
     p.add_argument("--design", action="store_true", help="also the Fig. 9 design posterior")
     p.add_argument("--design-chains", type=int, default=256)
-    p.add_argument("--tries", type=int, default=16, help="proposals per pool block move")
+    p.add_argument("--max-sweeps", type=int, default=400,
+                   help="cap of the current defaults' run (it stops once mixed)")
+    p.add_argument("--until-rhat", type=float, default=1.01)
+    p.add_argument("--tries", type=int, default=8, help="proposals per pool block move")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/bench_convergence"))
     p.add_argument("--baseline-run", type=Path, default=None,
@@ -62,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from cfmc.infill import infill
 
     rows = []
-    for k, (name, opts) in enumerate(infill_settings(args.chains, args.sweeps, args.tries).items()):
+    settings = infill_settings(args.chains, args.sweeps, args.tries, args.until_rhat,
+                               args.max_sweeps)
+    for k, (name, opts) in enumerate(settings.items()):
         if k == 0 and args.baseline_run is not None:
             summary = json.loads((args.baseline_run / "summary.json").read_text())
             rows.append(row(f"{name}, {args.baseline_run}", summary, summary["seconds"]))

@@ -51,6 +51,7 @@ def infill(
     block_tries: int = 1,
     block_proposal: str = "prior",
     pool_size: int = 4096,
+    pool_rounds: int = 1,
     ladder: Sequence[float] = (1.0,),
     init: str = "uniform",
     lattice_moves: bool = False,
@@ -76,7 +77,8 @@ def infill(
     (`sweeps` caps the run); elements / site_elements (site index from 0) / ties / differ
     restrict the blanks (see `Template.parse`); block: add a block move (all blanks redrawn)
     to every sweep; block_proposal: its proposal, 'prior' (the prior's sampler) or 'pool' (a
-    pool of `pool_size` prior fills weighted towards the posterior, drawn once; cheap);
+    pool of `pool_size` prior fills weighted towards the posterior, refined by `pool_rounds`
+    rounds of draws from the fitted proposal itself, drawn once; cheap);
     block_tries: proposals per block move (1: Metropolis-Hastings, more: i-SIR); ladder:
     temperatures of replica exchange (multiples of `temperature`; the output is the
     temperature-1 replica); init: 'uniform' blanks, 'prior' draws with the template clamped,
@@ -116,7 +118,7 @@ def infill(
         "tie": [list(t) for t in ties], "differ": [list(d) for d in differ],
         "allow_radioactive": allow_radioactive, "species_proposal": species_proposal,
         "block": block, "block_tries": block_tries, "block_proposal": block_proposal,
-        "pool_size": pool_size, "ladder": list(ladder), "init": init,
+        "pool_size": pool_size, "pool_rounds": pool_rounds, "ladder": list(ladder), "init": init,
         "lattice_moves": lattice_moves, "temperature": temperature,
         "anneal": anneal, "seed": seed, "top": top, "chunk": chunk,
         "prior": None if prior is None or not isinstance(prior, str | Path) else str(prior),
@@ -140,7 +142,7 @@ def infill(
         fitted, pool, log_iw = pool_fit(
             proposal, prior_block_draws(model, **parsed.sampler_clamps(model.config.max_sites)),
             posterior, parsed, jax.random.fold_in(jax.random.PRNGKey(seed), POOL_KEY),
-            pool_size, max_sites)
+            pool_size, max_sites, rounds=pool_rounds)
         proposal = proposal._replace(initial=fitted)
 
     def start(key: jax.Array):

@@ -148,5 +148,5 @@ def test_pool_block_run_and_resume(prior_dir, tmp_path):
     assert main(_args(prior_dir, part, sweeps=5, extra=[*pool, "--resume"])) == 0
     a, _ = runio.load_checkpoint(full)
     b, _ = runio.load_checkpoint(part)
-    for k in ("state.species", "state.coords", "trace.log_posterior", "block_fit.species"):
+    for k in ("state.species", "state.coords", "trace.log_posterior", "block_fit.classes"):
         np.testing.assert_array_equal(a[k], b[k])

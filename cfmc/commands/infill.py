@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(moves to one of them in proportion to its importance weight)")
     p.add_argument("--pool-size", type=int, default=4096,
                    help="draws in the pool of --block-proposal pool")
+    p.add_argument("--pool-rounds", type=int, default=1, metavar="R",
+                   help="refinement rounds of the pool proposal: draw --pool-size fills from "
+                   "the fitted proposal, weigh them against it and refit (0: fit the prior's "
+                   "draws only)")
     p.add_argument("--lattice-moves", action="store_true",
                    help="move the lattice in the chain instead of drawing it after burn-in")
     p.add_argument("--anneal", type=float, default=None, metavar="T0",
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.template, args.out, chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in,
         until_rhat=args.until_rhat, min_ess=args.min_ess, block=args.block,
         block_tries=args.block_tries, block_proposal=args.block_proposal,
-        pool_size=args.pool_size, ladder=args.ladder,
+        pool_size=args.pool_size, pool_rounds=args.pool_rounds, ladder=args.ladder,
         elements=args.elements, site_elements=site_elements(args.site_elements),
         ties=site_pairs(args.tie, "tie"), differ=site_pairs(args.differ, "differ"),
         allow_radioactive=args.allow_radioactive, species_proposal=args.species_proposal,

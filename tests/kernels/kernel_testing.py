@@ -43,6 +43,7 @@ def chi2_pvalue(species: np.ndarray, states: np.ndarray, probs: np.ndarray) -> f
     counts = np.bincount([index[tuple(s)] for s in species[:, :2]], minlength=len(states))
     expected = np.asarray(probs, np.float64) / np.sum(probs, dtype=np.float64) * counts.sum()
     small = expected < 5  # pool rare states so the chi-square approximation holds
-    obs = np.append(counts[~small], counts[small].sum())
-    exp = np.append(expected[~small], expected[small].sum())
+    obs, exp = counts[~small], expected[~small]
+    if small.any():
+        obs, exp = np.append(obs, counts[small].sum()), np.append(exp, expected[small].sum())
     return stats.chisquare(obs, exp).pvalue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from kernel_testing import ELEMENTS, Z, as_numpy, chi2_pvalue, run_chains
@@ -121,3 +122,33 @@ def test_population_block_keeps_the_enumerated_posterior(model, binary, case):
     assert p > 0.01, f"case {case}: chi-square p = {p:.2g}"
     moved = np.mean(np.any(final.species != x.species, axis=1))
     assert moved > 0.1, moved  # the chains did move: the test is not vacuous
+
+
+def test_population_proposal_draws_follow_its_density(binary):
+    """The pool proposal's log density is the density of its draws (what i-SIR's exactness rests
+    on): normalised over the enumerated fills, and their frequencies in its draws match it."""
+    t, states, _ = binary
+    rng = np.random.default_rng(21)
+    pool = t.random_arrays(300, rng, 2)
+    # a skewed sample: the first slot mostly one element, so it is the class slot
+    pool = pool._replace(species=np.where(np.arange(300)[:, None] < 200,
+                                          np.array([[states[0][0], 0]]), pool.species))
+    pool = pool._replace(species=np.where(pool.species == 0, states[5][1], pool.species))
+    proposal = population_proposal(t, 2, eps=0.3)
+    fit = proposal.fit(pool, rng.normal(size=300))
+    assert fit.classes.shape[1] == 1 and fit.free_slots.shape == (1,)
+    base = jax.tree.map(lambda f: jnp.asarray(f[0]), t.random_arrays(1, rng, 2))
+    cons = jax.tree.map(jnp.asarray, t.constraints(2))
+    d = jax.jit(lambda k: proposal.draws(k, base, cons, 0, 6000, fit))(
+        jax.random.PRNGKey(22))
+    sp = np.asarray(d.positions.species)
+    # every enumerated fill's density, read off draws that propose it
+    log_q = {}
+    for s, lq in zip(map(tuple, sp[:, :2]), np.asarray(d.log_q), strict=True):
+        log_q.setdefault(s, lq)
+    probs = np.array([np.exp(log_q.get(tuple(s), -np.inf)) for s in states])
+    assert set(log_q) <= set(map(tuple, states))
+    assert len(log_q) == len(states)  # every allowed fill is proposed
+    assert abs(probs.sum() - 1.0) < 1e-4, probs.sum()
+    p = chi2_pvalue(sp, states, probs)
+    assert p > 0.01, f"chi-square p = {p:.2g}"
