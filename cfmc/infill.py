@@ -100,6 +100,9 @@ def infill(
     check_workers(workers, ray_address)
     if block_proposal not in ("prior", "pool"):
         raise ValueError(f"block_proposal must be 'prior' or 'pool', got '{block_proposal}'")
+    if pool_size < 1 or pool_rounds < 0:
+        raise ValueError(f"pool_size must be at least 1 and pool_rounds at least 0, got "
+                         f"{pool_size} and {pool_rounds}")
     if init == "pool" and not (block and block_proposal == "pool"):
         raise ValueError("init 'pool' starts from the pool of the pool block proposal: use it "
                          "with block=True, block_proposal='pool'")

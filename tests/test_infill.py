@@ -150,3 +150,12 @@ def test_pool_block_run_and_resume(prior_dir, tmp_path):
     b, _ = runio.load_checkpoint(part)
     for k in ("state.species", "state.coords", "trace.log_posterior", "block_fit.classes"):
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_bad_pool_settings_are_named(prior_dir, tmp_path, capsys):
+    """A negative --pool-rounds is refused with a message that names it; nothing is written."""
+    out = tmp_path / "bad"
+    pool = ["--block", "--block-proposal", "pool", "--block-tries", "4", "--pool-rounds", "-1"]
+    assert main(_args(prior_dir, out, extra=pool)) == 2
+    assert "pool_rounds at least 0, got 4096 and -1" in capsys.readouterr().err
+    assert not out.exists()
