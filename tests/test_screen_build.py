@@ -135,3 +135,20 @@ def test_peroxides_from_anion_pair_types(tmp_path):
     assert made and {s.composition.reduced_formula for _, s in made} == {"Li2O2"}
     assert any(has_anion_pairs(s, "O") for _, s in made)  # the Na2O2 type
     assert dimer_candidates("Li", "O", tmp_path, skip={"Li2O2"}) == []
+
+
+def test_wait_hull_reports_failures_without_raising():
+    """A failed entry (or a broken pool) is reported and left to be computed on first use."""
+    from concurrent.futures import Future
+
+    from cfmc.stability.build import wait_hull
+
+    ok, failed, broken = Future(), Future(), Future()
+    ok.set_result("")
+    failed.set_result("ValueError: no reference energy for Og")
+    broken.set_exception(RuntimeError("worker died"))
+    report = wait_hull([(("Cl-Na", "known"), ok), (("Na-Og", "known"), failed),
+                        (("Cl-K", "prototypes"), broken)], progress=False)
+    assert report["entries_built"] == 1 and report["entries_failed"] == 2
+    assert report["errors"] == ["Cl-K prototypes: RuntimeError: worker died",
+                                "Na-Og known: ValueError: no reference energy for Og"]

@@ -150,7 +150,10 @@ def wait_hull(jobs: list[tuple[tuple[str, str], Future]], progress: bool = True)
     errors = []
     for fut in tqdm(as_completed(keys), total=len(keys), desc="reference hull",
                     disable=not progress or not jobs):
-        error = fut.result()
+        try:
+            error = fut.result()
+        except Exception as e:  # the pool broke (a worker died): left to first use
+            error = f"{type(e).__name__}: {e}"[:300]
         if error:
             errors.append(f"{' '.join(keys[fut])}: {error}")
     errors.sort()

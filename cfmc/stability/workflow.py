@@ -121,10 +121,17 @@ def screen(
     """Screen candidates (run folder, CSV, table with `cif`, or CIF strings); one row per input in
     input order. With `out`, writes screened.csv, screen_summary.json and hull plots there.
     The missing parts of the reference hull and the relaxations run on `workers` processes
-    (default min(2, CPUs); 1: all in this process)."""
+    (default min(2, CPUs); 1: all in this process), started by `spawn`: a script that calls this
+    with more than one worker keeps its top-level code under `if __name__ == "__main__":`."""
     from tqdm.auto import tqdm
 
-    from cfmc.stability.build import Workers, submit_hull, submit_relaxations, wait_hull
+    from cfmc.stability.build import (
+        Workers,
+        relax_task,
+        submit_hull,
+        submit_relaxations,
+        wait_hull,
+    )
     from cfmc.stability.matching import UniqueTracker
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -157,7 +164,10 @@ def screen(
             if job is None:
                 continue
             t = time.perf_counter()
-            result, seconds = job.result()
+            try:
+                result, seconds = job.result()
+            except Exception:  # the pool broke (a worker died): relax it here instead
+                result, seconds = relax_task(parsed[i], relax_kw)
             row = rows[i]
             try:
                 if isinstance(result, str):
