@@ -150,6 +150,7 @@ def screen(
         row = {"index": i, **{f"input_{k}": table[k].iloc[i] for k in _KEEP if k in table}}
         try:
             parsed.append(_parse(cif))
+            row["formula"] = parsed[-1].composition.reduced_formula
         except ValueError as e:
             parsed.append(None)
             row.update(status="failed", failure=str(e)[:300], sun=False, time_s=0.0)
