@@ -8,7 +8,10 @@ plus variants (pipeline against the "mp" hull; unrelaxed single point). Per-crys
 appended to a JSONL file, so an interrupted run resumes.
 
     python benchmarks/screen_calibration.py [--n 210] [--out runs/bench/screen_calibration]
-        [--rehull EARLIER/results.jsonl] [--no-ternaries] [--no-metals] [--cache DIR]
+        [--rehull EARLIER/results.jsonl] [--no-ternaries] [--no-metals] [--no-oxidation]
+        [--cache DIR] [--workers N]
+
+The hulls of the sampled crystals' systems are built first, in `--workers` processes.
 """
 
 from __future__ import annotations
@@ -128,11 +131,16 @@ def main() -> None:
                     help="leave the generated ternary phases out of the hull")
     ap.add_argument("--no-metals", action="store_true",
                     help="leave out the generated binaries of metal pairs with known binaries")
+    ap.add_argument("--no-oxidation", action="store_true",
+                    help="leave out the generated binaries at further oxidation states and the "
+                         "peroxides")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="processes that build the hull first (default: min(2, CPUs))")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kw = {"cache": args.cache, "ternaries": not args.no_ternaries,
-          "metals": not args.no_metals}
+          "metals": not args.no_metals, "oxidation": not args.no_oxidation}
     hull_pot, hull_mp = ReferenceHull(scale="potential", **kw), ReferenceHull(scale="mp", **kw)
     earlier = {}
     if args.rehull:
@@ -148,6 +156,11 @@ def main() -> None:
 
     done = {r["material_id"] for r in records()}
     todo = list(crystals.itertuples())[:: -1 if args.reverse else 1]
+    if not args.report_only:
+        from cfmc.stability.build import build_hull
+
+        build_hull(hull_pot, {r.chemsys for r in todo if r.material_id not in done},
+                   workers=args.workers)
     with log.open("a") as f:
         for row in tqdm([] if args.report_only else todo, desc="calibration"):
             if row.material_id in done:

@@ -75,7 +75,7 @@ def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
     pd.DataFrame({"rank": [0, 1, 2], "cif": [rocksalt(6.0).to(fmt="cif"), mp_cif,
                                              "not a cif"]}).to_csv(csv, index=False)
     out = tmp_path / "screen"
-    res = screen(csv, out, cache=hull_cache, progress=False)
+    res = screen(csv, out, cache=hull_cache, progress=False, workers=1)
     assert list(res["index"]) == [0, 1, 2] and list(res["input_rank"]) == [0, 1, 2]
     assert list(res["status"]) == ["ok", "ok", "failed"]
     assert res.loc[2, "failure"].startswith("parse error")

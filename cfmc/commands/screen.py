@@ -23,8 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep each candidate's space group during relaxation")
     parser.add_argument("--fmax", type=float, default=0.05, help="force threshold (eV/A)")
     parser.add_argument("--steps", type=int, default=300, help="most optimizer steps")
+    parser.add_argument("--workers", type=_positive, default=None, metavar="N",
+                        help="processes that build the missing reference hull and relax the "
+                             "candidates (default: min(2, CPUs); 1: this process only)")
     parser.add_argument("--no-plots", action="store_true", help="skip the hull plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def default_out(source: str) -> Path:
@@ -39,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.source)
     screen(args.source, out, force=args.force, cache=args.cache, scale=args.scale,
            fix_symmetry=args.fix_symmetry, fmax=args.fmax, steps=args.steps,
-           plots=not args.no_plots, progress=not args.no_progress)
+           plots=not args.no_plots, progress=not args.no_progress, workers=args.workers)
     summary = json.loads((out / "screen_summary.json").read_text())
     keys = ("n_input", "n_screened", "n_failed", "n_stable", "n_novel", "n_unique", "n_sun",
             "sun_rate", "seconds_total")

@@ -1,6 +1,7 @@
 """The reference hull: known crystals of the training mix plus generated competing phases (binaries
-of every pair; ternaries of two cations and an anion), all on one formation-energy scale, cached on
-disk per exact chemical system and reused across runs.
+of every pair, also at the cation's further oxidation states, and peroxides; ternaries of two
+cations and an anion), all on one formation-energy scale, cached on disk per exact chemical system
+and reused across runs (`cfmc.stability.build` fills the cache for many systems at once).
 
 Scales: "potential" (default) puts every phase on the potential's energies with fitted elemental
 references (known crystals as given by MP, not relaxed again: single points); "mp" keeps MP's
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
 
+from cfmc.stability.cache import entry_lock, write_atomic
 from cfmc.stability.known import chemsys, parse_cif, read_known, subsystems
 from cfmc.stability.potential import potential_id, static_energies
 from cfmc.stability.references import cache_root, formation_energy, load_references
@@ -31,16 +33,22 @@ class ReferenceHull:
 
     def __init__(self, cache: str | os.PathLike | None = None, scale: str = "potential",
                  prototypes: bool = True, progress: bool = False, ternaries: bool = True,
-                 metals: bool = True) -> None:
+                 metals: bool = True, oxidation: bool = True) -> None:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.scale, self.prototypes, self.progress = scale, prototypes, progress
-        self.ternaries, self.metals = ternaries, metals
+        self.ternaries, self.metals, self.oxidation = ternaries, metals, oxidation
         self.mu: dict[str, float] = load_references(cache, progress)["mu"]
         self.root = cache_root(cache) / f"{potential_id()}-v{HULL_VERSION}"
         self.known = read_known()
         self._rows = self.known.groupby("chemsys").indices
         self._memo: dict[str, list[dict]] = {}
+
+    def options(self) -> dict:
+        """Keyword arguments that make the same hull in another process."""
+        return {"cache": str(self.root.parent), "scale": self.scale,
+                "prototypes": self.prototypes, "ternaries": self.ternaries,
+                "metals": self.metals, "oxidation": self.oxidation}
 
     def e_form(self, composition: Composition, energy_per_atom: float) -> float:
         """The potential's energy per atom as a formation energy on this hull's scale."""
@@ -50,30 +58,53 @@ class ReferenceHull:
             raise ValueError(f"no reference energy for {', '.join(missing)}")
         return formation_energy(composition, energy_per_atom, self.mu)
 
-    def system_entries(self, system: str, kind: str = "known") -> list[dict]:
-        """Phases whose elements are exactly `system`: the training mix's ("known"), the
-        generated binaries ("prototypes") or generated ternaries ("ternary"); cached as JSON,
-        computed on first use."""
-        from cfmc.stability.prototypes import METALS_VERSION, TERNARY_VERSION
+    def _key(self, system: str, kind: str) -> str:
+        from cfmc.stability.prototypes import ENTRY_VERSIONS
 
-        system = chemsys(system.split("-"))
-        versions = {"ternary": TERNARY_VERSION, "metals": METALS_VERSION}
-        key = f"{system}.{kind}{versions.get(kind, '')}"
+        return f"{chemsys(system.split('-'))}.{kind}{ENTRY_VERSIONS.get(kind, '')}"
+
+    def is_cached(self, system: str, kind: str = "known") -> bool:
+        """Whether the entries of (`system`, `kind`) are already on disk (or in memory)."""
+        key = self._key(system, kind)
+        return key in self._memo or (self.root / f"{key}.json").exists()
+
+    def system_entries(self, system: str, kind: str = "known") -> list[dict]:
+        """Phases whose elements are exactly `system`: the training mix's ("known"), or generated
+        ones (`GENERATED_KINDS`); cached as JSON, computed on first use. Safe under concurrency:
+        one process computes an entry while others wait for it (a lock file per entry), and the
+        file appears whole (written aside, then renamed)."""
+        key = self._key(system, kind)
         if key in self._memo:
             return self._memo[key]
         path = self.root / f"{key}.json"
-        if path.exists():
-            entries = json.loads(path.read_text())
-        else:
-            entries = (self._known(system) if kind == "known" else
-                       self._ternary_entries(system) if kind == "ternary" else
-                       self._prototype_entries(system, metals=kind == "metals"))
+        if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(entries))
-            tmp.replace(path)
+            with entry_lock(path):
+                if not path.exists():  # another process may have written it meanwhile
+                    entries = self._compute(chemsys(system.split("-")), kind)
+                    write_atomic(path, json.dumps(entries))
+        entries = json.loads(path.read_text())
         self._memo[key] = entries
         return entries
+
+    def _compute(self, system: str, kind: str) -> list[dict]:
+        if kind == "known":
+            return self._known(system)
+        if kind == "ternary":
+            return self._ternary_entries(system)
+        if kind in ("prototypes", "metals"):
+            return self._prototype_entries(system, metals=kind == "metals")
+        if kind == "oxidation":
+            return self._oxidation_entries(system)
+        if kind == "peroxide":
+            from cfmc.stability.dimers import dimer_candidates
+
+            skip = {e["formula"] for e in self.system_entries(system, "known")}
+            return self._relaxed(dimer_candidates(*system.split("-"), self.root.parent, skip))
+        from cfmc.stability.prototypes import GENERATED_KINDS
+
+        raise ValueError(f"unknown kind of hull entries {kind!r}; one of 'known', "
+                         f"{', '.join(map(repr, GENERATED_KINDS))}")
 
     def _known(self, system: str) -> list[dict]:
         if "-" not in system:
@@ -97,6 +128,13 @@ class ReferenceHull:
         skip = {e["formula"] for e in self.system_entries(system, "known")}
         return self._relaxed(candidates_for_pair(a, b, self.root.parent, skip, metals))
 
+    def _oxidation_entries(self, system: str) -> list[dict]:
+        from cfmc.stability.prototypes import oxidation_candidates
+
+        a, b = system.split("-")
+        skip = {e["formula"] for e in self.system_entries(system, "known")}
+        return self._relaxed(oxidation_candidates(a, b, self.root.parent, skip))
+
     def _ternary_entries(self, system: str) -> list[dict]:
         from cfmc.stability.prototypes import ternary_candidates
 
@@ -106,10 +144,13 @@ class ReferenceHull:
     def _relaxed(self, structures: list) -> list[dict]:
         """Hull entries of generated structures (prototype key, structure): volume scan, then
         relaxed keeping their symmetry; those whose forces stay large get no energy."""
+        import time
+
         from cfmc.stability.relax import prescale_volume, relax
 
         out = []
         for key, structure in structures:
+            t = time.process_time()
             entry = {"id": f"proto:{key}:{structure.composition.reduced_formula}",
                      "formula": structure.composition.reduced_formula, "source": "prototype",
                      "e_form_mp": None, "e_form_pot": None}
@@ -122,28 +163,45 @@ class ReferenceHull:
                     entry["e_form_pot"] = self._safe_form(entry["formula"], r.energy_per_atom)
             except Exception as e:  # a prototype that fails to relax is left out, with why
                 entry["error"] = f"{type(e).__name__}: {e}"[:200]
+            entry["cpu_s"] = round(time.process_time() - t, 2)
             out.append(entry)
         return out
 
-    def entries(self, system: str) -> list[dict]:
-        """All phases of `system` and its subsystems: known, generated binaries (intermetallic
-        ones left out of systems with an anion (O, F, Cl, ...), where they cannot reach the hull;
-        those of metal pairs that have known binaries only with `metals`), generated ternaries of
-        two cations and an anion (with `ternaries`)."""
+    def entry_keys(self, system: str) -> list[tuple[str, str]]:
+        """The (subsystem, kind) cache entries the hull of `system` reads: the training mix's
+        phases of every subsystem; generated binaries (intermetallic ones left out of systems
+        with an anion (O, F, Cl, ...), where they cannot reach the hull; those of metal pairs
+        that have known binaries only with `metals`; binaries of the other oxidation states
+        with `oxidation`, and peroxide-like ones of a chalcogen with a +1 or +2 cation,
+        `cfmc.stability.dimers`); generated ternaries of two cations and an anion (with
+        `ternaries`)."""
+        from cfmc.stability.dimers import peroxide_stoichiometry
         from cfmc.stability.prototypes import is_anion, is_intermetallic, is_ionic_ternary
 
         subs = subsystems(chemsys(system.split("-")))
         ionic = any(is_anion(el) for el in system.split("-"))
-        out = [e for sub in subs for e in self.system_entries(sub)]
-        if self.prototypes:
-            for sub in subs:
-                if sub.count("-") == 1 and not (ionic and is_intermetallic(*sub.split("-"))):
-                    out += self.system_entries(sub, "prototypes")
-                    if self.metals and is_intermetallic(*sub.split("-")):
-                        out += self.system_entries(sub, "metals")
-                elif self.ternaries and is_ionic_ternary(sub):
-                    out += self.system_entries(sub, "ternary")
-        return out
+        keys = [(sub, "known") for sub in subs]
+        if not self.prototypes:
+            return keys
+        for sub in subs:
+            if sub.count("-") == 1:
+                a, b = sub.split("-")
+                metal_pair = is_intermetallic(a, b)
+                if not (ionic and metal_pair):
+                    keys.append((sub, "prototypes"))
+                    if self.metals and metal_pair:
+                        keys.append((sub, "metals"))
+                if self.oxidation and not metal_pair:
+                    keys.append((sub, "oxidation"))
+                    if peroxide_stoichiometry(*_cation_anion(a, b)) is not None:
+                        keys.append((sub, "peroxide"))
+            elif self.ternaries and is_ionic_ternary(sub):
+                keys.append((sub, "ternary"))
+        return keys
+
+    def entries(self, system: str) -> list[dict]:
+        """All phases of `system` and its subsystems (`entry_keys`)."""
+        return [e for sub, kind in self.entry_keys(system) for e in self.system_entries(sub, kind)]
 
     def energy(self, entry: dict) -> float | None:
         """An entry's formation energy per atom on this hull's scale (None: not usable)."""
@@ -185,6 +243,14 @@ def _num(x: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def _cation_anion(a: str, b: str) -> tuple[str, str]:
+    """The pair ordered (less electronegative, more electronegative)."""
+    from cfmc.stability.prototypes import _en
+
+    x, y = sorted((a, b), key=lambda e: (_en(e), e))
+    return x, y
 
 
 def has_pure_element(decomposition: dict[str, float]) -> bool:

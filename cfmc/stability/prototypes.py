@@ -1,9 +1,11 @@
 """Competing binary phases the training mix lacks, made from its own binary structure types.
 
-A prototype is a frequent (stoichiometry, space group, size) type among the mix's binaries; it is
-decorated with a new element pair by substitution at the pair's charge-balanced stoichiometries
-(intermetallic pairs without any known binary: AB, AB2, A2B), its volume scaled by atomic radii,
-then relaxed.
+A prototype is a frequent (stoichiometry, space group, size) type among the mix's binaries of the
+same class as the pair it is used for: for an ionic pair, binaries of the same anion first (VF3
+and ReO3 types for trifluorides, say), then of anions of its group (rock salt among the halides);
+intermetallic ones (Laves, Cu3Au, ...) for metal pairs. It is decorated
+with the new pair by substitution at the pair's charge-balanced stoichiometries (intermetallic
+pairs: AB, AB2, A2B), its volume scaled by atomic radii, then relaxed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 
 from pymatgen.core import Composition, Element, Structure
 
+from cfmc.stability.cache import entry_lock, write_atomic
 from cfmc.stability.known import parse_cif, read_known
 from cfmc.stability.relax import spacegroup_number
 
-PROTOTYPE_VERSION = 1
+PROTOTYPE_VERSION = 3  # 3: types per class (anion, anion group, metals); 2 was never released
+TYPES_PER_STOICH = {"ion": 2, "met": 1}  # types decorated per stoichiometry of a pair
 INTERMETALLIC = ((1, 1), (1, 2), (2, 1))
 
 
@@ -33,6 +37,7 @@ class Prototype:
     count: int  # how many binaries of the mix share it
     material_id: str  # the representative crystal
     cif: str
+    kind: str = "met"  # its class: the anion ('F'), the anion's group ('group17'), or 'met'
 
 
 def _en(symbol: str) -> float:
@@ -47,25 +52,36 @@ def _stoich(comp: Composition) -> tuple[tuple[int, int], tuple[str, str]]:
     return (na // g, nb // g), (a, b)
 
 
-def prototype_library(cache: str | os.PathLike, per_stoich: int = 2, max_atoms: int = 10
-                      ) -> dict[tuple[int, int], list[Prototype]]:
-    """The `per_stoich` most frequent binary types per stoichiometry (cached as JSON)."""
+def prototype_library(cache: str | os.PathLike, per_stoich: int = 3, max_atoms: int = 10
+                      ) -> dict[tuple[str, tuple[int, int]], list[Prototype]]:
+    """The `per_stoich` most frequent binary types per (class, stoichiometry), most frequent
+    first, where the class of an ionic binary is its anion and, separately, the anion's group,
+    and that of the others 'met' (cached as JSON)."""
     path = Path(cache) / f"prototypes-v{PROTOTYPE_VERSION}-{per_stoich}-{max_atoms}.json"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_build_library(per_stoich, max_atoms)))
-        tmp.replace(path)
+        with entry_lock(path):
+            if not path.exists():
+                write_atomic(path, json.dumps(_build_library(per_stoich, max_atoms)))
     return _load_library(str(path))
 
 
 @lru_cache(maxsize=4)
-def _load_library(path: str) -> dict[tuple[int, int], list[Prototype]]:
-    lib: dict[tuple[int, int], list[Prototype]] = {}
+def _load_library(path: str) -> dict[tuple[str, tuple[int, int]], list[Prototype]]:
+    lib: dict[tuple[str, tuple[int, int]], list[Prototype]] = {}
     for p in json.loads(Path(path).read_text()):
-        proto = Prototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"], p["cif"])
-        lib.setdefault(proto.stoich, []).append(proto)
+        proto = Prototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"], p["cif"],
+                          p["kind"])
+        lib.setdefault((proto.kind, proto.stoich), []).append(proto)
     return lib
+
+
+def classes(a: str, b: str) -> tuple[str, ...]:
+    """The library classes of a pair (A less electronegative): (anion, its group) for an ionic
+    pair, ('met',) for a metal pair. (Types of other anion groups are left out: decorated with a
+    halide, a carbide's or a germanide's type rarely relaxes, and never onto the hull.)"""
+    if is_intermetallic(a, b):
+        return ("met",)
+    return (b, f"group{Element(b).group}")
 
 
 def _build_library(per_stoich: int, max_atoms: int) -> list[dict]:
@@ -73,21 +89,40 @@ def _build_library(per_stoich: int, max_atoms: int) -> list[dict]:
     binaries = known[(known["chemsys"].str.count("-") == 1) & (known["natoms"] <= max_atoms)]
     groups: dict[str, list] = {}
     for row in binaries.itertuples():
-        stoich, _ = _stoich(Composition(row.formula))
+        stoich, (a, b) = _stoich(Composition(row.formula))
         sg = spacegroup_number(parse_cif(row.cif))
-        key = f"{stoich[0]}:{stoich[1]}-{sg}-{row.natoms}"
-        groups.setdefault(key, []).append(row)
+        for cls in classes(a, b):
+            groups.setdefault(f"{cls}-{stoich[0]}:{stoich[1]}-{sg}-{row.natoms}", []).append(row)
     out: list[dict] = []
     per: dict[tuple, int] = {}
-    for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        stoich = tuple(int(v) for v in key.split("-")[0].split(":"))
-        if per.get(stoich, 0) >= per_stoich:
+    for key, rows in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        cls, st = key.split("-")[:2]
+        stoich = tuple(int(v) for v in st.split(":"))
+        if per.get((cls, stoich), 0) >= per_stoich:
             continue
-        per[stoich] = per.get(stoich, 0) + 1
-        best = min(rows, key=lambda r: (r.e_hull_mp if r.e_hull_mp == r.e_hull_mp else 9, r.natoms))
-        out.append({"key": key, "stoich": stoich, "count": len(rows),
+        per[(cls, stoich)] = per.get((cls, stoich), 0) + 1
+        best = min(rows, key=lambda r: (r.e_hull_mp if r.e_hull_mp == r.e_hull_mp else 9, r.natoms,
+                                        r.material_id))
+        out.append({"key": key, "stoich": stoich, "count": len(rows), "kind": cls,
                     "material_id": best.material_id, "cif": best.cif})
     return out
+
+
+def types_for(a: str, b: str, stoich: tuple[int, int], cache: str | os.PathLike
+              ) -> list[Prototype]:
+    """The library types decorated for the pair (A less electronegative) at `stoich`, as many as
+    `TYPES_PER_STOICH` says: its anion's types shared by at least two binaries first, then its
+    anion group's (`classes`)."""
+    lib = prototype_library(cache)
+    kinds = classes(a, b)
+    n = TYPES_PER_STOICH["met" if kinds == ("met",) else "ion"]
+    out: dict[str, Prototype] = {}
+    for i, cls in enumerate(kinds):
+        for proto in lib.get((cls, stoich), []):
+            if i == 0 and len(kinds) > 1 and proto.count < 2:
+                continue  # a type seen once with this anion: the group's are better known
+            out.setdefault(proto.key.split("-", 1)[1], proto)  # one per type
+    return list(out.values())[:n]
 
 
 def stoichiometries(a: str, b: str) -> list[tuple[tuple[int, int], tuple[str, str]]]:
@@ -135,7 +170,7 @@ def decorate(proto: Prototype, a: str, b: str) -> Structure:
     return s
 
 
-METALS_VERSION = 1
+METALS_VERSION = 2  # 2: intermetallic types only (`prototype_library` v3)
 
 
 def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset(),
@@ -143,20 +178,69 @@ def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str]
     """(prototype key, decorated structure) for the pair, leaving out reduced formulas in `skip`
     (those the training mix already holds). An intermetallic pair with known binaries gets its
     missing AB, AB2, A2B only with `metals` (a separate cache entry, `ReferenceHull`)."""
-    lib = prototype_library(cache)
     pairs = stoichiometries(a, b)
     intermetallic = is_intermetallic(a, b)
     if intermetallic and skip and not metals:
         return []  # left to the "metals" entries
     if metals and not (intermetallic and skip):
         return []  # covered by the plain prototype entries
-    per = 1 if intermetallic else 2
     out = []
     for stoich, (x, y) in pairs:
         formula = Composition({x: stoich[0], y: stoich[1]}).reduced_formula
         if formula in skip:
             continue
-        for proto in lib.get(stoich, [])[:per]:
+        for proto in types_for(x, y, stoich, cache):
+            out.append((proto.key, decorate(proto, x, y)))
+    return out
+
+
+# ---- binaries at the cation's further oxidation states ----------------------------------------
+
+OXIDATION_VERSION = 1
+
+
+def cation_states(symbol: str) -> list[int]:
+    """Positive oxidation states a cation takes in known crystals: pymatgen's ICSD states and
+    common states together; for an element without ICSD states (Os, say), every state from 2 up
+    that pymatgen knows for it."""
+    el = Element(symbol)
+    states = {q for q in (*el.icsd_oxidation_states, *el.common_oxidation_states) if q > 0}
+    if not el.icsd_oxidation_states:
+        states |= {q for q in el.oxidation_states if q >= 2}
+    return sorted(states)
+
+
+def other_stoichiometries(a: str, b: str) -> list[tuple[tuple[int, int], tuple[str, str]]]:
+    """Charge-balanced (n_cation, n_anion) of an ionic pair at the cation's `cation_states` and
+    the anion's most negative common state, less those `stoichiometries` gives (its two lowest
+    common states): WCl3 next to WCl4 and WCl6, Ir2O5 and IrO3 next to Ir2O3 and IrO2, say; the
+    competitors of crystals with a cation in an uncommon state. Empty for a metal pair."""
+    base = stoichiometries(a, b)
+    if [s for s, _ in base] == list(INTERMETALLIC):
+        return []
+    _, (x, y) = base[0]
+    qy = min(Element(y).common_oxidation_states)
+    have = {s for s, _ in base}
+    out = set()
+    for qx in cation_states(x):
+        g = gcd(qx, -qy)
+        stoich = (-qy // g, qx // g)
+        if stoich not in have:
+            out.add(stoich)
+    return [(s, (x, y)) for s in sorted(out)]
+
+
+def oxidation_candidates(a: str, b: str, cache: str | os.PathLike, skip: set[str] = frozenset()
+                         ) -> list[tuple[str, Structure]]:
+    """(prototype key, decorated structure) for `other_stoichiometries` of the pair on the
+    library's ionic types of each stoichiometry (`types_for`), leaving out reduced formulas in
+    `skip`."""
+    out = []
+    for stoich, (x, y) in other_stoichiometries(a, b):
+        formula = Composition({x: stoich[0], y: stoich[1]}).reduced_formula
+        if formula in skip:
+            continue
+        for proto in types_for(x, y, stoich, cache):
             out.append((proto.key, decorate(proto, x, y)))
     return out
 
@@ -164,6 +248,13 @@ def candidates_for_pair(a: str, b: str, cache: str | os.PathLike, skip: set[str]
 # ---- ternary phases: two cations and one anion -------------------------------------------------
 
 TERNARY_VERSION = 1
+
+
+GENERATED_KINDS = ("prototypes", "metals", "oxidation", "peroxide", "ternary")
+# the version of each kind of generated entries, part of its cache key ("peroxide": the entries
+# of cfmc.stability.dimers)
+ENTRY_VERSIONS = {"prototypes": PROTOTYPE_VERSION, "metals": METALS_VERSION,
+                  "oxidation": OXIDATION_VERSION, "peroxide": 1, "ternary": TERNARY_VERSION}
 
 
 @dataclass(frozen=True)
@@ -195,10 +286,9 @@ def ternary_library(cache: str | os.PathLike, n_stoich: int = 14, max_atoms: int
     of the training mix (cached as JSON)."""
     path = Path(cache) / f"ternary-prototypes-v{TERNARY_VERSION}-{n_stoich}-{max_atoms}.json"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_build_ternary(n_stoich, max_atoms)))
-        tmp.replace(path)
+        with entry_lock(path):
+            if not path.exists():
+                write_atomic(path, json.dumps(_build_ternary(n_stoich, max_atoms)))
     return [TernaryPrototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"],
                              p["cif"]) for p in json.loads(path.read_text())]
 

@@ -84,11 +84,10 @@ def load_references(cache: str | os.PathLike | None = None, progress: bool = Tru
             refs = json.loads(candidate.read_text())
             if refs.get("potential") == potential_id() and refs.get("version") == FIT_VERSION:
                 return refs
+    from cfmc.stability.cache import write_atomic
+
     refs = fit_references(progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(refs, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(refs, indent=1))
     return refs
 
 

@@ -12,13 +12,18 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Structure
 
 from cfmc.stability.hull import ReferenceHull, has_pure_element
 from cfmc.stability.known import chemsys, parse_cif
+
+if TYPE_CHECKING:
+    from cfmc.stability.matching import UniqueTracker
+    from cfmc.stability.relax import RelaxResult
 
 STABLE_THRESHOLD = 0.1  # eV/atom, the field's S.U.N. convention
 # Measured by benchmarks/screen_calibration.py (see benchmarks/README or experiments/README).
@@ -63,25 +68,22 @@ def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
     return out
 
 
-def _screen_one(i: int, cif: object, hull: ReferenceHull, relax_kw: dict, unique) -> dict:
-    """One row of screened.csv; raises on failure (the caller records the reason)."""
-    from cfmc.stability.matching import match_known
-    from cfmc.stability.relax import relax
-
-    row: dict = {}
+def _parse(cif: object) -> Structure:
+    """The candidate's structure; ValueError('parse error: ...') when it cannot be read."""
     if not isinstance(cif, str) or not cif.strip():
         raise ValueError("parse error: empty CIF")
     try:
-        structure = parse_cif(cif)
+        return parse_cif(cif)
     except Exception as e:
         raise ValueError(f"parse error: {type(e).__name__}: {e}") from e
-    row["formula"] = structure.composition.reduced_formula
-    t = time.perf_counter()
-    try:
-        r = relax(structure, **relax_kw)
-    except Exception as e:
-        raise ValueError(f"relaxation failed: {type(e).__name__}: {e}") from e
-    row.update(r.record(), relax_s=round(time.perf_counter() - t, 3))
+
+
+def _place(i: int, r: RelaxResult, hull: ReferenceHull, unique: UniqueTracker) -> dict:
+    """The rest of a row of screened.csv after the relaxation `r`: formation energy, E_hull,
+    decomposition, novelty, uniqueness, S.U.N.; raises on failure (the caller records why)."""
+    from cfmc.stability.matching import match_known
+
+    row: dict = {"formula": r.structure.composition.reduced_formula, **r.record()}
     comp = r.structure.composition
     try:
         row["e_form"] = hull.e_form(comp, r.energy_per_atom)
@@ -114,14 +116,25 @@ def screen(
     steps: int = 300,
     plots: bool = True,
     progress: bool = True,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Screen candidates (run folder, CSV, table with `cif`, or CIF strings); one row per input in
-    input order. With `out`, writes screened.csv, screen_summary.json and hull plots there."""
+    input order. With `out`, writes screened.csv, screen_summary.json and hull plots there.
+    The missing parts of the reference hull and the relaxations run on `workers` processes
+    (default min(2, CPUs); 1: all in this process), started by `spawn`: a script that calls this
+    with more than one worker keeps its top-level code under `if __name__ == "__main__":`."""
     from tqdm.auto import tqdm
 
+    from cfmc.stability.build import (
+        Workers,
+        relax_task,
+        submit_hull,
+        submit_relaxations,
+        wait_hull,
+    )
     from cfmc.stability.matching import UniqueTracker
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     if isinstance(source, pd.DataFrame):
         table = source
     elif isinstance(source, (str, os.PathLike)):
@@ -131,26 +144,63 @@ def screen(
     out_dir = _prepare_out(out, force) if out is not None else None
     hull = ReferenceHull(cache=cache, scale=scale, progress=progress)
     relax_kw = {"fmax": fmax, "steps": steps, "fix_symmetry": fix_symmetry}
-    unique, rows = UniqueTracker(), []
-    for i, cif in enumerate(tqdm(table["cif"], desc="screening", disable=not progress)):
-        t = time.perf_counter()
+    parsed: list[Structure | None] = []
+    rows: list[dict] = []
+    for i, cif in enumerate(table["cif"]):
         row = {"index": i, **{f"input_{k}": table[k].iloc[i] for k in _KEEP if k in table}}
         try:
-            row.update(_screen_one(i, cif, hull, relax_kw, unique), status="ok", failure="")
-        except Exception as e:  # a failed candidate is a row with its reason, never a crash
-            row.update(status="failed", failure=str(e)[:300], sun=False)
-        row["time_s"] = round(time.perf_counter() - t, 3)
+            parsed.append(_parse(cif))
+            row["formula"] = parsed[-1].composition.reduced_formula
+        except ValueError as e:
+            parsed.append(None)
+            row.update(status="failed", failure=str(e)[:300], sun=False, time_s=0.0)
         rows.append(row)
+    systems = {chemsys(el.symbol for el in s.composition.elements) for s in parsed if s}
+    with Workers(workers) as pool:
+        hull_jobs = submit_hull(hull, systems, pool)
+        relaxations = submit_relaxations(parsed, relax_kw, pool)
+        hull_report = wait_hull(hull_jobs, progress)
+        unique = UniqueTracker()
+        for i, job in enumerate(tqdm(relaxations, desc="screening", disable=not progress)):
+            if job is None:
+                continue
+            t = time.perf_counter()
+            try:
+                result, seconds = job.result()
+            except Exception:  # the pool broke (a worker died): relax it here instead
+                result, seconds = relax_task(parsed[i], relax_kw)
+            row = rows[i]
+            try:
+                if isinstance(result, str):
+                    raise ValueError(result)
+                row.update(_place(i, result, hull, unique), relax_s=round(seconds, 3),
+                           status="ok", failure="")
+            except Exception as e:  # a failed candidate is a row with its reason, never a crash
+                row.update(status="failed", failure=str(e)[:300], sun=False)
+            row["time_s"] = round(seconds + time.perf_counter() - t, 3)
     result = pd.DataFrame(rows)
     if out_dir is not None:
         result.to_csv(out_dir / "screened.csv", index=False)
         summary = summarize(result, time.perf_counter() - t0, scale)
-        summary["cpu_seconds_total"] = round(time.process_time() - c0, 1)
+        summary["cpu_seconds_total"] = round(_cpu_seconds() - c0, 1)
+        summary["workers"] = pool.n
+        summary["hull_build"] = {"systems": len(systems), **hull_report}
         if plots:
             summary["plots"] = plot_hulls(result, hull, out_dir)
         (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
         _write_report(out_dir, result, summary, time.perf_counter() - t0)
     return result
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    try:
+        import resource
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+    except ImportError:  # not POSIX: this process only
+        return time.process_time()
 
 
 # the columns of screened.csv the run report shows (numbers and flags), after the candidate's
@@ -168,10 +218,12 @@ def screen_run(run_dir: str | os.PathLike, options: dict | None = None, progress
                ) -> dict:
     """Screen the kept candidates (samples.csv) of a finished run into RUN_DIR/screen (replacing
     an earlier screen there) and return the counts a run's summary.json records under "screen".
-    `options`: keyword arguments of `screen` (cache, scale, fix_symmetry, fmax, steps, plots)."""
+    `options`: keyword arguments of `screen` (cache, scale, fix_symmetry, fmax, steps, plots,
+    workers)."""
     run_dir = Path(run_dir)
     options = dict(options or {})
-    unknown = set(options) - {"cache", "scale", "fix_symmetry", "fmax", "steps", "plots"}
+    unknown = set(options) - {"cache", "scale", "fix_symmetry", "fmax", "steps", "plots",
+                              "workers"}
     if unknown:
         raise ValueError(f"unknown screen options: {', '.join(sorted(unknown))}")
     out = run_dir / SCREEN_FOLDER
