@@ -161,7 +161,7 @@ def run_chains(
     sampler = (Sampler(posterior, cons, config, block) if shards is None
                else shards.sampler(posterior, cons, config, block, options.chains))
     state = sampler.init(positions, replicated=resume)
-    if resume and "block_fit.species" in saved:  # the population proposal as it was fitted
+    if resume and f"block_fit.{PopulationFit._fields[0]}" in saved:  # the proposal as fitted
         state = state._replace(block_fit=PopulationFit(
             *(jnp.asarray(saved[f"block_fit.{f}"]) for f in PopulationFit._fields)))
     auto = BurnIn(max_sweeps=options.sweeps // 2) if options.burn_in is None else None
