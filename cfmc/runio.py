@@ -55,7 +55,7 @@ def prepare(path: str | Path, force: bool = False, resume: bool = False) -> Path
     return path
 
 
-def _atomic(path: Path, write) -> Path:
+def atomic_write(path: Path, write) -> Path:
     """Write through a temporary file renamed into place; a failed write (a full disk) removes
     the temporary and leaves the previous file as it was."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -81,7 +81,7 @@ def save_checkpoint(path: str | Path, arrays: Mapping[str, Any], meta: Mapping[s
         with open(tmp, "wb") as f:
             np.savez(f, **payload)
 
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, name: str = CHECKPOINT
@@ -126,12 +126,13 @@ def jsonable(x: Any) -> Any:
 
 def write_summary(path: str | Path, summary: Mapping[str, Any]) -> Path:
     p = Path(path) / "summary.json"
-    return _atomic(p, lambda tmp: tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n"))
+    text = json.dumps(jsonable(summary), indent=2) + "\n"
+    return atomic_write(p, lambda tmp: tmp.write_text(text))
 
 
 def write_table(path: str | Path, name: str, table) -> Path:
     """A pandas table as CSV, atomically."""
-    return _atomic(Path(path) / name, lambda tmp: table.to_csv(tmp, index=False))
+    return atomic_write(Path(path) / name, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def saved_settings(path: str | Path) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def saved_settings(path: str | Path) -> dict[str, Any]:
 
 def write_trace(path: str | Path, idata) -> Path:
     p = Path(path) / "trace.nc"
-    return _atomic(p, lambda tmp: idata.to_netcdf(str(tmp)))
+    return atomic_write(p, lambda tmp: idata.to_netcdf(str(tmp)))
 
 
 def select_top(
@@ -200,7 +201,7 @@ def write_samples(
         else:
             err = ""
             name = f"{rank:04d}_{c.formula}_chain{int(chain)}.cif"
-            _atomic(path / cif_dir / name, lambda tmp, text=cif: tmp.write_text(text))
+            atomic_write(path / cif_dir / name, lambda tmp, text=cif: tmp.write_text(text))
             written.add(name)
         row = {"rank": rank, "chain": int(chain), "formula": c.formula,
                "spacegroup": c.spacegroup, "string": c.to_string()}
@@ -210,7 +211,7 @@ def write_samples(
             row["error"] = err
         rows.append(row)
     df = pd.DataFrame(rows)
-    _atomic(path / "samples.csv", lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(path / "samples.csv", lambda tmp: df.to_csv(tmp, index=False))
     for stale in (path / cif_dir).glob("*.cif"):
         if stale.name not in written:
             stale.unlink()

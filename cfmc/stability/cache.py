@@ -20,12 +20,13 @@ except ImportError:  # not POSIX
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file of this process, renamed into place."""
+    """Write `text` to `path` through a temporary file of this process, renamed into place
+    (`cfmc.runio.atomic_write`)."""
+    from cfmc.runio import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 @contextlib.contextmanager
