@@ -26,10 +26,16 @@ import pandas as pd
 from cfmc import wyckoff
 from cfmc.chemistry import element_mask
 from cfmc.guard import PhysicalGuard
-from cfmc.kernels import ProposalFn, free_constraints, prior_block_proposal
+from cfmc.kernels import (
+    CrystalPoolProposal,
+    ProposalFn,
+    crystal_pool_proposal,
+    free_constraints,
+    prior_block_proposal,
+)
 from cfmc.plotting import log_prior_histogram, property_histograms
 from cfmc.posterior import Posterior
-from cfmc.run import RunOptions, RunResult, run_chains
+from cfmc.run import RunOptions, RunResult, run_chains, start_key
 from cfmc.shards import check_workers, shard_pool
 from cfmc.starts import pool_start
 from cfmc.sweep import SweepConfig
@@ -83,6 +89,8 @@ def design(
     allow_radioactive: bool = False,
     species_proposal: str = "prior",
     block: bool = False,
+    block_proposal: str = "prior",
+    block_tries: int = 1,
     ladder: Sequence[float] = (1.0,),
     delayed_acceptance: bool = False,
     temperature: float = 1.0,
@@ -113,6 +121,9 @@ def design(
     burn_in None: decided by the chains' log densities; until_rhat / min_ess: stop once mixed
     (`sweeps` caps the run). `block` adds the prior block move to every sweep (a template's
     blanks, or, in free design, the whole sequence: letters and the number of sites change).
+    `block_proposal` 'pool' proposes instead from the prior samples drawn for the starts, weighted
+    by likelihood (`kernels.crystal_pool_proposal`; free design only); `block_tries` > 1 runs
+    i-SIR over that many proposals per block move (always so with the pool).
     `ladder`: temperatures of replica exchange (multiples of `temperature`, the output is the
     temperature-1 replica). `resume` continues the run saved in `out` (same settings and
     conditioner). workers / ray_address: split the chains over this many Ray workers (a local
@@ -124,6 +135,11 @@ def design(
     """
 
     check_workers(workers, ray_address)
+    if block_proposal not in ("prior", "pool"):
+        raise ValueError(f"block_proposal must be 'prior' or 'pool', got '{block_proposal}'")
+    if block_proposal == "pool" and template is not None:
+        raise ValueError("the pool block proposal of design is for free design; a template's "
+                         "blanks have their own (`cfmc infill --block-proposal pool`)")
 
     options = RunOptions(chains, sweeps, burn_in, seed, top, None, checkpoint_every, progress,
                          until_rhat, min_ess)
@@ -145,7 +161,8 @@ def design(
         "chains": chains, "sweeps": sweeps, "burn_in": burn_in, "until_rhat": until_rhat,
         "min_ess": min_ess, "seed": seed,
         "elements": list(elements) if elements else None, "allow_radioactive": allow_radioactive,
-        "species_proposal": species_proposal, "block": block, "ladder": list(ladder),
+        "species_proposal": species_proposal, "block": block,
+        "block_proposal": block_proposal, "block_tries": block_tries, "ladder": list(ladder),
         "delayed_acceptance": delayed_acceptance,
         "temperature": temperature, "top": top, "min_distance": min_distance,
         "min_volume_per_atom": min_volume_per_atom, "pool": pool, "chunk": chunk,
@@ -160,13 +177,22 @@ def design(
     build = functools.partial(
         build_posterior, prior if prior is None or not isinstance(prior, str | Path)
         else Path(prior).resolve(), conditioner, min_distance, min_volume_per_atom,
-        temperature, clamps if block else None)
+        temperature, clamps if block else None, block_proposal == "pool" and spacegroup)
     posterior, proposal = build(model)
     out = Path(out)
+    drawn = None
+    if isinstance(proposal, CrystalPoolProposal) and not resume:
+        # the pool is the proposal's too: drawn before the run, with the key the run gives
+        # `start`, so the chains are those of a run without the pool block
+        drawn = pool_start(posterior, start_key(seed), chains, spacegroup, template, allowed,
+                           max_sites, seed, pool)
+        lp, ll = (drawn.table[k].to_numpy() for k in ("log_prior", "log_likelihood"))
+        proposal = proposal._replace(initial=proposal.fit(
+            drawn.members, (lp + ll) / temperature - lp))  # importance weights pi / prior
 
     def start(key: jax.Array):
-        found = pool_start(posterior, key, chains, spacegroup, template, allowed, max_sites,
-                           seed, pool)
+        found = drawn if drawn is not None else pool_start(
+            posterior, key, chains, spacegroup, template, allowed, max_sites, seed, pool)
         found.table.to_csv(out / "unconditional.csv", index=False)
         return found.arrays, found.info()
 
@@ -176,7 +202,7 @@ def design(
     constraints = (template.constraints(max_sites) if template is not None
                    else (lambda arrays: free_constraints(arrays, allowed)))
     config = SweepConfig(lattice=True, species_proposal=species_proposal, block=block,
-                         ladder=tuple(ladder),
+                         block_tries=block_tries, ladder=tuple(ladder),
                          delayed_acceptance=delayed_acceptance, chunk=chunk,
                          devices=devices)
     with shard_pool(workers, ray_address, build) as shards:
@@ -190,15 +216,19 @@ def design(
 
 def build_posterior(prior: Any, conditioner: Any, min_distance: float,
                     min_volume_per_atom: float, temperature: float,
-                    block_clamps: Mapping[str, Any] | None, model: Any = None
-                    ) -> tuple[Posterior, ProposalFn | None]:
-    """The posterior of a design run and its block proposal (None without `block_clamps`);
+                    block_clamps: Mapping[str, Any] | None, pool_group: int | bool = False,
+                    model: Any = None
+                    ) -> tuple[Posterior, ProposalFn | CrystalPoolProposal | None]:
+    """The posterior of a design run and its block proposal (None without `block_clamps`; the
+    crystal pool proposal of space group `pool_group`, not yet fitted, when that is set);
     `model`: the prior already loaded (else loaded from `prior`, as a shard's worker does)."""
     from cfmc.priors import load_prior
 
     model = load_prior(prior) if model is None else model
     guard = PhysicalGuard(conditioner, min_distance, min_volume_per_atom)
     posterior = Posterior(model, [guard], temperature=temperature, marginalize_lattice=False)
+    if block_clamps is not None and pool_group:
+        return posterior, crystal_pool_proposal(int(pool_group))
     proposal = (prior_block_proposal(model, **block_clamps, lattice=True)
                 if block_clamps is not None else None)
     return posterior, proposal

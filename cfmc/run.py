@@ -27,7 +27,6 @@ from cfmc import runio
 from cfmc.arrays import CrystalArrays
 from cfmc.diagnostics import convergence
 from cfmc.kernels import ProposalFn, SiteConstraints
-from cfmc.kernels.population import PopulationFit
 from cfmc.mixing import BurnIn, has_mixed, worst
 from cfmc.outputs import write_outputs
 from cfmc.posterior import Posterior
@@ -113,6 +112,11 @@ def check_resume(out: Path, settings: Mapping[str, Any]) -> None:
         raise ValueError(f"cannot resume {out} with other settings ({detail})")
 
 
+def start_key(seed: int) -> jax.Array:
+    """The key `run_chains` hands to `start` (for front doors that draw the starts first)."""
+    return jax.random.split(jax.random.PRNGKey(seed), 3)[0]
+
+
 @guarded_run  # validated numbers and --out, the directory locked for the run (cfmc.rundir_lock)
 def run_chains(
     out: str | Path,
@@ -145,8 +149,7 @@ def run_chains(
     settings = dict(settings)
     if resume:
         check_resume(out, settings)
-    key = jax.random.PRNGKey(options.seed)
-    k_init, k_run, k_lat = jax.random.split(key, 3)
+    k_init, k_run, k_lat = jax.random.split(jax.random.PRNGKey(options.seed), 3)
     t0 = time.time()
     saved: dict[str, np.ndarray] = {}
     if resume:
@@ -161,9 +164,10 @@ def run_chains(
     sampler = (Sampler(posterior, cons, config, block) if shards is None
                else shards.sampler(posterior, cons, config, block, options.chains))
     state = sampler.init(positions, replicated=resume)
-    if resume and f"block_fit.{PopulationFit._fields[0]}" in saved:  # the proposal as fitted
-        state = state._replace(block_fit=PopulationFit(
-            *(jnp.asarray(saved[f"block_fit.{f}"]) for f in PopulationFit._fields)))
+    fit_type = type(state.block_fit)
+    if resume and state.block_fit is not None and f"block_fit.{fit_type._fields[0]}" in saved:
+        state = state._replace(block_fit=fit_type(  # the proposal as fitted
+            *(jnp.asarray(saved[f"block_fit.{f}"]) for f in fit_type._fields)))
     auto = BurnIn(max_sweeps=options.sweeps // 2) if options.burn_in is None else None
     recorder = Recorder(posterior, options.sweeps if auto else options.burn_in, k_lat)
     if resume:

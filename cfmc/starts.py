@@ -83,6 +83,7 @@ class Pool(NamedTuple):
     drawn: int  # prior samples drawn in all
     rejected: int  # of those, with zero posterior density (failed prediction, bad cell, ...)
     repeated: int  # chains that had to start from a repeated sample
+    members: CrystalArrays | None = None  # the pool itself, one crystal per row of `table`
 
     def info(self) -> dict[str, int]:
         return {"prior_samples_drawn": self.drawn, "zero_density": self.rejected,
@@ -161,4 +162,4 @@ def pool_start(posterior: Posterior, key: jax.Array, chains: int, spacegroup: in
     table.insert(2, "start", np.isin(np.arange(len(table)), distinct))
     repeated = chains - distinct.size
     starts = np.resize(distinct, chains) if repeated else distinct
-    return Pool(arrays.take(starts), table, drawn, rejected, repeated)
+    return Pool(arrays.take(starts), table, drawn, rejected, repeated, arrays)

@@ -38,6 +38,7 @@ from cfmc.kernels import (
     lattice,
     species,
 )
+from cfmc.kernels.crystal_pool import CrystalPoolProposal
 from cfmc.kernels.population import PopulationProposal
 from cfmc.posterior import Posterior, restore_sites, trim_sites
 
@@ -171,11 +172,12 @@ class Sampler:
         posterior: Posterior,
         constraints: SiteConstraints,
         config: SweepConfig | None = None,
-        block: ProposalFn | PopulationProposal | None = None,
+        block: ProposalFn | PopulationProposal | CrystalPoolProposal | None = None,
     ) -> None:
         """block: the proposal of the block move (`kernels.prior_block_proposal`, or
-        `kernels.population_proposal`, fitted to a weighted pool of fills), run first in every
-        sweep when `config.block`."""
+        `kernels.population_proposal`, fitted to a weighted pool of fills, or
+        `kernels.crystal_pool_proposal` in free design), run first in every sweep when
+        `config.block`."""
         self.posterior = posterior
         self.config = config or SweepConfig()
         if self.config.block and block is None:
@@ -208,7 +210,8 @@ class Sampler:
         da = self.config.delayed_acceptance
         stages = {k: build_kernel_stages(p, da, cond)
                   for k, p in proposals.items() if k != "block" or callable(p)}
-        self.population = block if isinstance(block, PopulationProposal) else None
+        fitted = (PopulationProposal, CrystalPoolProposal)
+        self.population = block if isinstance(block, fitted) else None
         tries = int(self.config.block_tries)
         if self.population is not None:  # always i-SIR (its proposals depend on its fit)
             stages["block"] = build_isir_stages(self.population.draws, tries, cond)

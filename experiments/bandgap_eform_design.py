@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=16, help="prior samples per chain to start from")
     p.add_argument("--delayed-acceptance", action=argparse.BooleanOptionalAction, default=True,
                    help="screen proposals by the prior before calling MEGNet (exact)")
+    p.add_argument("--pool-block", type=int, default=0, metavar="K",
+                   help="add the crystal pool block move with K proposals per sweep (moves "
+                   "between Wyckoff skeletons; 0: site moves only, as in the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", action="append", default=[], metavar="NAME=S",
                    help="Gaussian width of a target (default: 0.3 for both)")
@@ -51,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     sigmas = {**SIGMAS, **parse_assignments(args.sigma, "--sigma")}
     result = design(gaussian_targets(TARGETS, sigmas), args.out, spacegroup=225, prior=args.prior,
                     chains=args.chains, sweeps=args.sweeps, burn_in=args.burn_in, pool=args.pool,
-                    seed=args.seed,
+                    seed=args.seed, block=args.pool_block > 0,
+                    block_proposal="pool" if args.pool_block else "prior",
+                    block_tries=max(args.pool_block, 1),
                     delayed_acceptance=args.delayed_acceptance, force=args.force,
                     progress=not args.quick, settings={"experiment": "fig9", "sigmas": sigmas})
     metrics = result.summary["metrics"]

@@ -106,6 +106,39 @@ def test_bad_arguments(prior_dir, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def test_pool_block_moves_between_skeletons_and_resumes(prior_dir, models_dir, tmp_path):
+    """Free design with the crystal pool block (i-SIR over the start pool's crystals): the
+    block moves chains, states stay crystals of the group, and a resumed run uses the fit it
+    saved rather than one of the resumed chains."""
+    from cfmc import runio
+
+    out = tmp_path / "pool"
+    argv = ["design", "--spacegroup", "225", "--elements", *ELEMENTS,
+            "--target", "formation_energy=-3.0", "--chains", "4", "--sweeps", "3",
+            "--burn-in", "1", "--pool", "4", "--block", "--block-proposal", "pool",
+            "--block-tries", "3", "--seed", "2", "--prior", str(prior_dir), "--no-progress",
+            "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kernels"]["block"]["proposed"] > 0
+    saved, _ = runio.load_checkpoint(out)
+    pool = pd.read_csv(out / "unconditional.csv")
+    members = saved["block_fit.wyckoff"]
+    assert members.shape[0] == min(len(pool), 1024)  # the fit is the pool's, not the starts'
+    assert main([*argv[:argv.index("--sweeps") + 1], "4", *argv[argv.index("--sweeps") + 2:],
+                 "--resume"]) == 0
+    resumed, _ = runio.load_checkpoint(out)
+    assert np.array_equal(resumed["block_fit.wyckoff"], members)
+    samples = pd.read_csv(out / "samples.csv")
+    assert (samples["string"].str.startswith("225")).all()
+
+
+def test_pool_block_needs_free_design(prior_dir, tmp_path, capsys):
+    argv = _args(prior_dir, tmp_path / "t", ["--block", "--block-proposal", "pool"])
+    assert main(argv) == 2
+    assert "free design" in capsys.readouterr().err
+
+
 def test_parse_assignments():
     assert parse_assignments(["band_gap=2", " x =-3.5"], "--target") == {"band_gap": 2.0,
                                                                        "x": -3.5}

@@ -46,6 +46,13 @@ def add_run_arguments(p: argparse.ArgumentParser, sweeps: int, burn: str,
     p.add_argument("--block", action=argparse.BooleanOptionalAction, default=block,
                    help="a prior block move in every sweep (redraws all blanks, or in free "
                    "design the whole sequence, from the prior's conditionals; exact)")
+    p.add_argument("--block-proposal", choices=("prior", "pool"), default="prior",
+                   help="the block move's proposal: the prior's sampler, or a pool of its draws "
+                   "weighted towards the posterior (cheap; drawn once, before the run; in "
+                   "design the prior samples drawn for the starts)")
+    p.add_argument("--block-tries", type=int, default=1, metavar="K",
+                   help="proposals per block move: 1 is Metropolis-Hastings, more run i-SIR "
+                   "(moves to one of them in proportion to its importance weight)")
     p.add_argument("--allow-radioactive", action="store_true",
                    help="allow Tc, Pm and Z >= 84 (excluded by default)")
     p.add_argument("--temperature", type=float, default=1.0)

@@ -30,12 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="initial states: uniform over the blanks, the prior's sampler with the "
                    "template clamped, or importance resampling of the pool block proposal's "
                    "pool (with --block-proposal pool)")
-    p.add_argument("--block-proposal", choices=("prior", "pool"), default="prior",
-                   help="the block move's proposal: the prior's sampler, or a pool of its draws "
-                   "weighted towards the posterior (cheap; drawn once, before the run)")
-    p.add_argument("--block-tries", type=int, default=1, metavar="K",
-                   help="proposals per block move: 1 is Metropolis-Hastings, more run i-SIR "
-                   "(moves to one of them in proportion to its importance weight)")
     p.add_argument("--pool-size", type=int, default=4096,
                    help="draws in the pool of --block-proposal pool")
     p.add_argument("--pool-rounds", type=int, default=1, metavar="R",

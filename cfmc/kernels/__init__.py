@@ -24,6 +24,11 @@ from cfmc.kernels.base import (
 from cfmc.kernels.block import BlockDraws, prior_block_draws, prior_block_proposal
 from cfmc.kernels.constraints import SiteConstraints, free_constraints
 from cfmc.kernels.coords import coordinate_shift, vonmises_proposal
+from cfmc.kernels.crystal_pool import (
+    CrystalPoolFit,
+    CrystalPoolProposal,
+    crystal_pool_proposal,
+)
 from cfmc.kernels.isir import IsirPending, build_isir_kernel, build_isir_stages
 from cfmc.kernels.lattice import gaussian_proposal, is_valid_cell, lattice_move
 from cfmc.kernels.population import PopulationFit, PopulationProposal, population_proposal
@@ -34,6 +39,8 @@ __all__ = [
     "Ask",
     "BlockDraws",
     "Conditioned",
+    "CrystalPoolFit",
+    "CrystalPoolProposal",
     "CrystalState",
     "IsirPending",
     "KernelStages",
@@ -54,6 +61,7 @@ __all__ = [
     "compose_kernel",
     "conditioned",
     "coordinate_shift",
+    "crystal_pool_proposal",
     "free_constraints",
     "gaussian_proposal",
     "host_answer",
