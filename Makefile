@@ -33,7 +33,7 @@ demo: install
 	$(VENV)/bin/cfmc infill '225-a-[?]-0-0-0-b-[?]-1/2-1/2-c-[?]-1/4-1/4-e-[?]-[?]-0-0' \
 		--differ 0,1 --differ 0,2 --differ 0,3 --differ 1,2 --differ 1,3 --differ 2,3 \
 		--block --block-proposal pool --block-tries 8 --init pool --burn-in auto \
-		--until-rhat 1.01 --chains 256 --sweeps 400 --top 100 --seed 0 --out runs/demo --force
+		--until-rhat 1.01 --chains 128 --sweeps 400 --top 100 --seed 0 --out runs/demo --force
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
