@@ -228,7 +228,8 @@ def build_posterior(prior: Any, conditioner: Any, min_distance: float,
     guard = PhysicalGuard(conditioner, min_distance, min_volume_per_atom)
     posterior = Posterior(model, [guard], temperature=temperature, marginalize_lattice=False)
     if block_clamps is not None and pool_group:
-        return posterior, crystal_pool_proposal(int(pool_group))
+        return posterior, crystal_pool_proposal(int(pool_group),
+                                                allowed=block_clamps.get("allowed_species"))
     proposal = (prior_block_proposal(model, **block_clamps, lattice=True)
                 if block_clamps is not None else None)
     return posterior, proposal
