@@ -33,8 +33,8 @@ from cfmc.arrays import CrystalArrays
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
 from cfmc.kernels.lattice import is_valid_cell
+from cfmc.kernels.wrapped import LOG_2PI, log_wrapped_normal, onto_positions
 
-LOG_2PI = float(np.log(2 * np.pi))
 MAX_MEMBERS = 1024  # pool crystals kept (the heaviest); the others' weight is negligible
 COORD_BANDWIDTH = 0.02  # fractional coordinates
 LENGTH_BANDWIDTH = 0.03  # log lattice lengths (3 %)
@@ -136,10 +136,8 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
                                        0.0))
         log_elements = jnp.logaddexp(jnp.where(kept, log_keep, -jnp.inf), log_eps + log_redraw)
         free = free_tab[w] & real[:, None]  # (N, 3)
-        d = position.coords.astype(jnp.float32) - pf.coords  # (M, N, 3); images at -1, 0, +1
-        z = (d[..., None] + jnp.array([-1.0, 0.0, 1.0])) / sc
-        log_c = jax.nn.logsumexp(-0.5 * z * z, axis=-1) - 0.5 * LOG_2PI - np.log(sc)
-        log_c = jnp.sum(jnp.where(free, log_c, 0.0), axis=(1, 2))
+        log_c = log_wrapped_normal(position.coords.astype(jnp.float32) - pf.coords, sc)
+        log_c = jnp.sum(jnp.where(free, log_c, 0.0), axis=(1, 2))  # (M,)
         lat = position.lattice.astype(jnp.float32)
         zl = (jnp.log(lat[:3]) - jnp.log(pf.lattice[:, :3])) / sl  # log-normal lengths
         log_l = jnp.where(length_free, -0.5 * zl * zl - 0.5 * LOG_2PI - np.log(sl)
@@ -163,10 +161,7 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
         free = free_tab[w] & real[:, None]
         x = jnp.mod(pf.coords[j] + sc * jax.random.normal(k_x, pf.coords[j].shape), 1.0)
         x = jnp.where(free, x, pf.coords[j])
-        # tied coordinates follow the free ones (the representative's op0)
-        proj = jnp.mod(jnp.einsum("nij,nj->ni", op0[w, :, :3], x) + op0[w, :, 3], 1.0)
-        x = jnp.where(real[:, None], proj, x)
-        x = jnp.where(x >= 1.0, x - 1.0, x)
+        x = jnp.where(real[:, None], onto_positions(op0[w], x), x)  # tied follow the free
         noise = jax.random.normal(k_l, (6,))
         lat = pf.lattice[j]
         lat = jnp.concatenate([jnp.where(length_free, lat[:3] * jnp.exp(sl * noise[:3]), lat[:3]),

@@ -35,8 +35,8 @@ import numpy as np
 from cfmc.arrays import CrystalArrays
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
+from cfmc.kernels.wrapped import log_wrapped_normal, onto_positions
 
-LOG_2PI = float(np.log(2 * np.pi))
 MAX_CLASSES = 256  # classes kept (by weight); fills of the others come from the overall part
 MAX_CENTRES = 64  # coordinate kernel centres per class (the heaviest members)
 MAX_GLOBAL_CENTRES = 256  # coordinate kernel centres of the overall part
@@ -173,10 +173,7 @@ def population_proposal(template, num_sites: int, eps: float = 0.3) -> Populatio
 
     def log_kernel(xs: jax.Array, centres: jax.Array, bandwidth: jax.Array) -> jax.Array:
         """(..., G) log wrapped-normal kernel of the coordinates (C,) around each centre."""
-        d = xs - centres  # images at -1, 0 and +1
-        z = (d[..., None] + jnp.array([-1.0, 0.0, 1.0])) / bandwidth[:, None]
-        log_k = jax.nn.logsumexp(-0.5 * z * z, axis=-1) - 0.5 * LOG_2PI - jnp.log(bandwidth)
-        return jnp.sum(log_k, axis=-1)
+        return jnp.sum(log_wrapped_normal(xs - centres, bandwidth), axis=-1)
 
     def log_q(pf: PopulationFit, sp: jax.Array, xs: jax.Array) -> jax.Array:
         """log density of one fill (S,), (C,) under the proposal."""
@@ -214,9 +211,8 @@ def population_proposal(template, num_sites: int, eps: float = 0.3) -> Populatio
         coords = position.coords.at[coord_slots[:, 0], coord_slots[:, 1]].set(
             xs.astype(position.coords.dtype))
         # tied coordinates follow the free ones (the representative's op0)
-        proj = jnp.mod(jnp.einsum("nij,nj->ni", op0[:, :, :3], coords) + op0[:, :, 3], 1.0)
-        proj = jnp.where(proj >= 1.0, proj - 1.0, proj)
-        coords = jnp.where(real[:, None], proj, coords).astype(position.coords.dtype)
+        coords = jnp.where(real[:, None], onto_positions(op0, coords), coords)
+        coords = coords.astype(position.coords.dtype)
         return position._replace(species=species, coords=coords)
 
     def draws(key, position: CrystalArrays, constraints: SiteConstraints, site, tries: int,
