@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-run", type=Path, default=None,
                    help="an existing run directory of the earlier defaults (e.g. `make demo` "
                    "before the change) to report instead of running them again")
+    p.add_argument("--design-baseline-run", type=Path, default=None,
+                   help="an existing run directory of the design site-moves run to report "
+                   "instead of running it again")
     args = p.parse_args(argv)
     from cfmc.infill import infill
 
@@ -108,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
                 "burn_in": None, "block": True, "block_proposal": "pool",
                 "block_tries": args.tries, "until_rhat": args.design_until_rhat},
         }.items()):
+            if k == 0 and args.design_baseline_run is not None:
+                summary = json.loads((args.design_baseline_run / "summary.json").read_text())
+                rows.append(row(f"{name}, {args.design_baseline_run}", summary,
+                                summary["seconds"]))
+                rows[-1]["distance_ratio"] = {n: m["ratio"]
+                                              for n, m in summary["metrics"].items()}
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             t0 = time.time()
             res = design(gaussian_targets(target, sigmas), args.out / f"design{k}",
                          spacegroup=225, chains=args.design_chains, sweeps=args.design_sweeps,

@@ -121,15 +121,25 @@ class Crystal:
             parts += [w, s] + [format_coordinate(v) for v in x]
         return "-".join(parts)
 
-    def to_cif(self, path: str | Path | None = None, symprec: float | None = 0.01) -> str:
-        """CIF text of the conventional cell (with its space group when symprec is given)."""
-        from pymatgen.io.cif import CifWriter
+    def to_cif(self, path: str | Path | None = None, symprec: float | None = None) -> str:
+        """CIF text of the conventional cell: by default in the crystal's own space group and
+        Wyckoff sites (`cfmc.cif`, no symmetry search); with `symprec`, pymatgen's CifWriter
+        in the group spglib finds at that tolerance (a supergroup where the cell has more
+        symmetry than its group says)."""
+        if symprec is None:
+            from cfmc.cif import symmetric_cif
 
-        structure = self.to_structure()
-        try:
-            text = str(CifWriter(structure, symprec=symprec))
-        except Exception:  # symmetry finding can fail on odd cells; P1 is always valid
-            text = str(CifWriter(structure))
+            for w, x in zip(self.wyckoff, self.coords, strict=True):
+                wy.orbit(self.spacegroup, w, x)  # every site on its Wyckoff position
+            text = symmetric_cif(self)
+        else:
+            from pymatgen.io.cif import CifWriter
+
+            structure = self.to_structure()
+            try:
+                text = str(CifWriter(structure, symprec=symprec))
+            except Exception:  # symmetry finding can fail on odd cells; P1 is always valid
+                text = str(CifWriter(structure))
         if path is not None:
             Path(path).write_text(text)
         return text

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cfmc.kernels import ProposalFn, population_proposal, prior_block_draws, prior_block_proposal
-from cfmc.kernels.population import PopulationProposal, pool_fit
+from cfmc.kernels.population import PopulationProposal, pool_fit, pool_refit
 from cfmc.posterior import Posterior
 from cfmc.run import RunOptions, RunResult, run_chains
 from cfmc.shards import check_workers, shard_pool
@@ -146,7 +146,8 @@ def infill(
             proposal, prior_block_draws(model, **parsed.sampler_clamps(model.config.max_sites)),
             posterior, parsed, jax.random.fold_in(jax.random.PRNGKey(seed), POOL_KEY),
             pool_size, max_sites, rounds=pool_rounds)
-        proposal = proposal._replace(initial=fitted)
+        proposal = proposal._replace(initial=fitted,
+                                     refit=pool_refit(proposal, pool, log_iw))
 
     def start(key: jax.Array):
         if init == "pool":  # importance resampling of the pool: starts close to the posterior

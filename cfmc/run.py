@@ -210,14 +210,18 @@ def run_chains(
         if not decided() and auto.update(i, st.logdensity):
             recorder.burn_in = i + 1
         recorder(i, st, stats)
+        refitted = decided() and i + 1 == recorder.burn_in
+        if refitted:  # before the checkpoint, so a resumed run goes on with the same proposal
+            full = sampler.end_burn_in(full)
         progress.update(next=i + 1, state=full)
         if (i + 1) % options.checkpoint_every == 0:
             checkpoint(full, i + 1)
         if on_sweep is not None:
             on_sweep(i, st, stats)
         draws = recorder.trace.draws
+        go_on = {"state": full} if refitted else {}  # run_sweeps continues from the refit
         if draws < 4 or draws % options.check_every:
-            return {}
+            return go_on
         conv = convergence(recorder.trace)
         rhat, ess = worst(conv)
         seconds = time.time() - t0
@@ -225,8 +229,8 @@ def run_chains(
         stop = (options.until_rhat is not None or options.min_ess is not None) and has_mixed(
             conv, options.until_rhat, options.min_ess)
         mixing["reached"] = bool(stop)
-        return {"Rhat": f"{rhat:.3f}", "ESS": f"{ess:.0f}", "ESS/s": f"{ess / seconds:.1f}",
-                "stop": stop}
+        return {**go_on, "Rhat": f"{rhat:.3f}", "ESS": f"{ess:.0f}",
+                "ESS/s": f"{ess / seconds:.1f}", "stop": stop}
 
     status = "complete"
     try:

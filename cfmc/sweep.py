@@ -109,7 +109,7 @@ class SamplerState(NamedTuple):
     chain_acceptance: np.ndarray  # (K * B,) fraction of the last sweep's proposals accepted
     swaps: dict[str, list[int]]  # replica exchange: (proposed, accepted) per neighbour pair
     replicas: int = 1
-    block_fit: Any = None  # the pool block proposal's fit (fixed for the run)
+    block_fit: Any = None  # the pool block proposal's fit (refitted once, at the end of burn-in)
 
     def cold(self) -> SamplerState:
         """The chains at temperature 1 (what a run records); the state itself without replicas."""
@@ -519,6 +519,14 @@ class Sampler:
         idx = jnp.asarray(order)
         return state._replace(chains=jax.tree.map(lambda x: x[idx], state.chains), swaps=swaps)
 
+    def end_burn_in(self, state: SamplerState) -> SamplerState:
+        """The state for the recorded sweeps: the pool block proposal refitted to its pool and
+        the chains at temperature 1 where it refits (`kernels.refit`), else `state` itself."""
+        refit = getattr(self.population, "refit", None)
+        if refit is None or state.block_fit is None:
+            return state
+        return state._replace(block_fit=refit(state.block_fit, state.cold().position))
+
     def adapt(self, state: SamplerState, stats: dict[str, dict[str, int]], iteration: int
               ) -> SamplerState:
         """Robbins-Monro step on log step size towards the target acceptance (burn-in only)."""
@@ -598,7 +606,8 @@ def run_sweeps(
     uninterrupted one. Step sizes adapt while i < burn_in (a number, or a function giving the
     current one when burn-in is decided as the run goes). A tqdm bar shows acceptance per kernel
     and the mean log posterior; `on_sweep(i, state, stats)` runs after each sweep and may return
-    more fields for the bar, and `stop: True` to end the run there."""
+    more fields for the bar, `stop: True` to end the run there, and `state` to go on from (a
+    state changed at the end of burn-in, `Sampler.end_burn_in`)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start, sweeps), initial=start, total=sweeps, desc=desc, disable=not progress,
@@ -616,6 +625,7 @@ def run_sweeps(
             post["T"] = f"{t:.2f}"
         extra = dict(on_sweep(i, state, stats) or {}) if on_sweep is not None else {}
         stop = extra.pop("stop", False)
+        state = extra.pop("state", state)
         bar.set_postfix({**post, **extra}, refresh=False)
         if stop:
             break

@@ -108,8 +108,9 @@ def test_bad_arguments(prior_dir, tmp_path, capsys):
 
 def test_pool_block_moves_between_skeletons_and_resumes(prior_dir, models_dir, tmp_path):
     """Free design with the crystal pool block (i-SIR over the start pool's crystals): the
-    block moves chains, states stay crystals of the group, and a resumed run uses the fit it
-    saved rather than one of the resumed chains."""
+    block moves chains, states stay crystals of the group, the proposal is refitted at the end
+    of burn-in to the pool and the chains, and a resumed run uses the fit it saved rather than
+    one of the resumed chains."""
     from cfmc import runio
 
     out = tmp_path / "pool"
@@ -124,7 +125,11 @@ def test_pool_block_moves_between_skeletons_and_resumes(prior_dir, models_dir, t
     saved, _ = runio.load_checkpoint(out)
     pool = pd.read_csv(out / "unconditional.csv")
     members = saved["block_fit.wyckoff"]
-    assert members.shape[0] == min(len(pool), 1024)  # the fit is the pool's, not the starts'
+    # the fit is the pool's and the 4 chains' at the end of burn-in, the chains half of it
+    weights = np.exp(saved["block_fit.log_weights"])
+    assert 4 < members.shape[0] <= len(pool) + 4
+    assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.isclose(weights, 0.5 / 4, atol=1e-5).sum() >= 4
     assert main([*argv[:argv.index("--sweeps") + 1], "4", *argv[argv.index("--sweeps") + 2:],
                  "--resume"]) == 0
     resumed, _ = runio.load_checkpoint(out)

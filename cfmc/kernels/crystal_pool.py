@@ -18,6 +18,9 @@ a crystal whose skeleton is not in the pool, and the i-SIR kernel then leaves th
 other moves (`kernels.isir`: a proposal that cannot reach the current crystal does not move it),
 so the kernel stays exact. Between skeletons in the pool a chain moves in one step: the letters
 and the number of sites change (a trans-dimensional move, as the prior's whole-sequence block).
+
+At the end of burn-in the run refits it to the pool and the chains' states (`kernels.refit`,
+`refit_share`): in Fig. 9 block acceptance after burn-in went from 7 % to 36 %.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cfmc.arrays import CrystalArrays
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
 from cfmc.kernels.lattice import is_valid_cell
+from cfmc.kernels.refit import SHARE, check_share, with_chains
 from cfmc.kernels.wrapped import LOG_2PI, log_wrapped_normal, onto_positions
 
 MAX_MEMBERS = 1024  # pool crystals kept (the heaviest); the others' weight is negligible
@@ -59,16 +63,20 @@ class CrystalPoolProposal(NamedTuple):
     draws: BlockDrawFn  # draws(key, position, constraints, site, tries, fit) -> BlockDraws
     fit: Callable[..., CrystalPoolFit]  # fit(positions, log_weights=None) -> CrystalPoolFit
     initial: CrystalPoolFit | None = None  # the fit the run uses (None: fit the starts)
+    # refit(fit, chains) -> the fit for the recorded sweeps (None: keep the fit)
+    refit: Callable[[CrystalPoolFit, CrystalArrays], CrystalPoolFit] | None = None
 
 
 def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWIDTH,
                           length_bandwidth: float = LENGTH_BANDWIDTH,
                           angle_bandwidth: float = ANGLE_BANDWIDTH,
                           max_members: int = MAX_MEMBERS, eps: float = EPS,
-                          allowed: np.ndarray | None = None) -> CrystalPoolProposal:
+                          allowed: np.ndarray | None = None,
+                          refit_share: float = SHARE) -> CrystalPoolProposal:
     """The whole-crystal pool proposal of free design in one space group (bandwidths: the
     kernel's standard deviations; max_members: the heaviest pool crystals kept; eps: the share of
-    proposals that redraw the elements; allowed: (119,) elements a site may take, None: all)."""
+    proposals that redraw the elements; allowed: (119,) elements a site may take, None: all;
+    refit_share: the chains' share of the proposal refitted at the end of burn-in, 0: no refit)."""
     from cfmc import wyckoff
     from cfmc.priors.density import wyckoff_tables
 
@@ -81,6 +89,7 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
         raise ValueError(f"max_members must be at least 1, got {max_members}")
     if not 0 < eps < 1:
         raise ValueError(f"eps must be in (0, 1), got {eps}")
+    refit_share = check_share(refit_share)
     allow = np.ones(119, bool) if allowed is None else np.asarray(allowed, bool).copy()
     allow[0] = False
     if not allow.any():
@@ -123,6 +132,14 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
             jnp.asarray(a.wyckoff[keep], jnp.int32), jnp.asarray(a.species[keep], jnp.int32),
             jnp.asarray(a.coords[keep], jnp.float32), jnp.asarray(a.lattice[keep], jnp.float32),
             jnp.asarray(np.log(w), jnp.float32), jnp.asarray(log_freq, jnp.float32))
+
+    def refit(pf: CrystalPoolFit, chains: CrystalArrays) -> CrystalPoolFit:
+        """The fit `pf` and the chains' states as one pool (`kernels.refit`)."""
+        wy = np.asarray(pf.wyckoff)
+        members = CrystalArrays(
+            spacegroup=np.full(len(wy), g), wyckoff=wy, species=np.asarray(pf.species),
+            coords=np.asarray(pf.coords), mask=wy > 0, lattice=np.asarray(pf.lattice))
+        return fit(*with_chains(members, np.asarray(pf.log_weights), chains, refit_share))
 
     def log_kernel(position: CrystalArrays, pf: CrystalPoolFit) -> jax.Array:
         """(M,) log density of proposing `position` from each pool crystal (-inf for the
@@ -184,4 +201,4 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
         valid &= jnp.all(allowed | ~proposed.mask, axis=1)
         return BlockDraws(proposed, lq, lq0, valid)
 
-    return CrystalPoolProposal(draws, fit)
+    return CrystalPoolProposal(draws, fit, refit=refit if refit_share > 0 else None)

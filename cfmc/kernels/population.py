@@ -35,6 +35,7 @@ import numpy as np
 from cfmc.arrays import CrystalArrays
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
+from cfmc.kernels.refit import SHARE, check_share, with_chains
 from cfmc.kernels.wrapped import log_wrapped_normal, onto_positions
 
 MAX_CLASSES = 256  # classes kept (by weight); fills of the others come from the overall part
@@ -69,6 +70,8 @@ class PopulationProposal(NamedTuple):
     draws: BlockDrawFn  # draws(key, position, constraints, site, tries, fit) -> BlockDraws
     fit: Callable[..., PopulationFit]  # fit(positions, log_weights=None) -> PopulationFit
     initial: PopulationFit | None = None  # the fit the run uses (None: fit the starts)
+    # refit(fit, chains) -> the fit for the recorded sweeps (None: keep the fit; `pool_refit`)
+    refit: Callable[[PopulationFit, CrystalArrays], PopulationFit] | None = None
 
 
 def _normalised_log(w: np.ndarray) -> np.ndarray:
@@ -279,3 +282,15 @@ def pool_fit(proposal: PopulationProposal, block_draws: BlockDrawFn, posterior, 
         pool, log_iw = _weighed(refine(keys, base, cons, fit), posterior)
         fit = proposal.fit(pool, alpha * log_iw)
     return fit, pool, log_iw
+
+
+def pool_refit(proposal: PopulationProposal, pool: CrystalArrays, log_weights: np.ndarray,
+               share: float = SHARE) -> Callable[[PopulationFit, CrystalArrays], PopulationFit]:
+    """The proposal's `refit` at the end of burn-in: fitted again to its pool (`pool_fit`'s,
+    with its log weights) and the chains' states, the chains holding `share` (`kernels.refit`)."""
+    share = check_share(share)
+
+    def refit(fit: PopulationFit, chains: CrystalArrays) -> PopulationFit:
+        return proposal.fit(*with_chains(pool, log_weights, chains, share))
+
+    return refit

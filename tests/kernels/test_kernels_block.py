@@ -15,6 +15,7 @@ import pytest
 from kernel_testing import ELEMENTS, Z, as_numpy, chi2_pvalue, run_chains
 
 from cfmc import wyckoff
+from cfmc.arrays import CrystalArrays
 from cfmc.chemistry import element_mask
 from cfmc.crystal import from_arrays
 from cfmc.kernels import free_constraints, population_proposal, prior_block_proposal
@@ -152,3 +153,37 @@ def test_population_proposal_draws_follow_its_density(binary):
     assert abs(probs.sum() - 1.0) < 1e-4, probs.sum()
     p = chi2_pvalue(sp, states, probs)
     assert p > 0.01, f"chi-square p = {p:.2g}"
+
+
+def test_population_refit_is_the_pool_and_the_chains(model, binary):
+    """At the end of burn-in a template's proposal is refitted to its pool (weights to 1 -
+    share) and the chains' states (share); the sampler's `end_burn_in` installs that fit, and a
+    class only the chains hold becomes a class of the proposal."""
+    from cfmc.kernels.population import pool_refit
+
+    t, states, _ = binary
+    rng = np.random.default_rng(31)
+    pool = t.random_arrays(200, rng, 2)
+    pool = pool._replace(species=np.broadcast_to(states[0], (200, 2)).astype(np.int32))
+    chains = t.random_arrays(50, rng, 2)
+    chains = chains._replace(species=np.broadcast_to(states[5], (50, 2)).astype(np.int32))
+    proposal = population_proposal(t, 2, eps=0.3)
+    fit = proposal.fit(pool)
+    refit = pool_refit(proposal, pool, np.zeros(200), share=0.25)
+    both = refit(fit, chains)
+    expected = proposal.fit(CrystalArrays(*(np.concatenate([a, b])
+                                            for a, b in zip(pool, chains, strict=True))),
+                            np.r_[np.full(200, np.log(0.75 / 200)), np.full(50, np.log(0.25 / 50))])
+    assert all(np.allclose(a, b) for a, b in zip(both, expected, strict=True))
+    classes = np.asarray(both.classes)
+    weights = np.exp(np.asarray(both.class_log_weights))
+    slot = int(np.asarray(both.class_slots)[0])
+    assert weights[classes[:, 0] == states[5][slot]].sum() == pytest.approx(0.25, abs=1e-5)
+    post = Posterior(model, marginalize_lattice=True)
+    sampler = Sampler(post, t.constraints(2), BLOCK_ONLY,
+                      block=proposal._replace(initial=fit, refit=refit))
+    state = sampler.init(chains)
+    ended = sampler.end_burn_in(state)
+    assert all(np.allclose(a, b) for a, b in zip(ended.block_fit, both, strict=True))
+    with pytest.raises(ValueError, match="refit_share"):
+        pool_refit(proposal, pool, np.zeros(200), share=-0.1)

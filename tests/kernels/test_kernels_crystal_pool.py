@@ -155,3 +155,32 @@ def test_a_single_crystal_pool_proposes_its_kernel():
                 + stats.norm(0.25, bw[0]).logpdf(x) + stats.norm(np.log(4.0), bw[1]).logpdf(
                     np.log(a)) - np.log(a))
     assert np.allclose(np.asarray(d.log_q), expected, atol=1e-3)
+
+
+def test_refit_adds_the_chains_with_their_share(model):
+    """At the end of burn-in the proposal becomes the pool and the chains' states, the chains
+    (equal weights) holding `refit_share` of it; the sampler's `end_burn_in` installs it."""
+    post = Posterior(model, marginalize_lattice=False)
+    pool = prior_draws(model, post, 12, seed=5)
+    chains = prior_draws(model, post, 4, seed=6)
+    proposal = crystal_pool_proposal(G, refit_share=0.25)
+    fit = proposal.fit(pool, -0.5 * pool.mask.sum(1))
+    refitted = proposal.refit(fit, chains)
+    assert len(refitted.wyckoff) == len(fit.wyckoff) + 4
+    weights = np.exp(np.asarray(refitted.log_weights, np.float64))
+    assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+    for j in range(4):  # each chain state is a member with weight 0.25 / 4
+        same = (np.all(np.asarray(refitted.wyckoff) == chains.wyckoff[j], axis=1)
+                & np.all(np.asarray(refitted.species) == chains.species[j], axis=1)
+                & np.all(np.isclose(np.asarray(refitted.lattice), chains.lattice[j]), axis=1))
+        assert np.isclose(weights[same], 0.25 / 4, atol=1e-6).any()
+    again = proposal.refit(fit, chains)  # deterministic: a resumed run refits alike
+    assert all(np.array_equal(a, b) for a, b in zip(refitted, again, strict=True))
+    sampler = Sampler(post, free_constraints(chains, element_mask()), BLOCK_ONLY,
+                      block=proposal._replace(initial=fit))
+    state = sampler.init(chains)
+    assert state.block_fit is fit
+    assert len(sampler.end_burn_in(state).block_fit.wyckoff) == len(fit.wyckoff) + 4
+    assert crystal_pool_proposal(G, refit_share=0.0).refit is None
+    with pytest.raises(ValueError, match="refit_share"):
+        crystal_pool_proposal(G, refit_share=1.0)
