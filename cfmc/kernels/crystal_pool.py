@@ -47,7 +47,8 @@ EPS = 0.3  # proposals that redraw the elements on the picked skeleton
 
 
 class CrystalPoolFit(NamedTuple):
-    """The fitted proposal: M pool crystals of N slots and their normalised log weights."""
+    """The fitted proposal: M pool crystals of N slots and their normalised log weights
+    (M = max_members; rows of weight zero pad the pool)."""
 
     wyckoff: jax.Array  # (M, N)
     species: jax.Array  # (M, N)
@@ -128,18 +129,33 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
         freq += np.where(total > 0, 0.5, 1.0) * allow / allow.sum()
         with np.errstate(divide="ignore"):
             log_freq = np.log(freq)
+            log_w = np.log(w)
+        # padded to max_members (weight zero, letters of no crystal): every fit of the proposal,
+        # the refit at the end of burn-in included, has one shape and compiles once
+        pad = max_members - len(keep)
+
+        def padded(v: np.ndarray, fill: float = 0) -> np.ndarray:
+            return np.concatenate([v, np.full((pad, *v.shape[1:]), fill, v.dtype)])
+
         return CrystalPoolFit(
-            jnp.asarray(a.wyckoff[keep], jnp.int32), jnp.asarray(a.species[keep], jnp.int32),
-            jnp.asarray(a.coords[keep], jnp.float32), jnp.asarray(a.lattice[keep], jnp.float32),
-            jnp.asarray(np.log(w), jnp.float32), jnp.asarray(log_freq, jnp.float32))
+            jnp.asarray(padded(a.wyckoff[keep].astype(np.int32))),
+            jnp.asarray(padded(a.species[keep].astype(np.int32))),
+            jnp.asarray(padded(a.coords[keep].astype(np.float32))),
+            jnp.asarray(padded(a.lattice[keep].astype(np.float32), 1.0)),
+            jnp.asarray(padded(log_w.astype(np.float32), -np.inf)),
+            jnp.asarray(log_freq, jnp.float32))
 
     def refit(pf: CrystalPoolFit, chains: CrystalArrays) -> CrystalPoolFit:
-        """The fit `pf` and the chains' states as one pool (`kernels.refit`)."""
-        wy = np.asarray(pf.wyckoff)
+        """The fit `pf` (its members of nonzero weight) and the chains' states as one pool
+        (`kernels.refit`)."""
+        real = np.isfinite(np.asarray(pf.log_weights))
+        wy = np.asarray(pf.wyckoff)[real]
         members = CrystalArrays(
-            spacegroup=np.full(len(wy), g), wyckoff=wy, species=np.asarray(pf.species),
-            coords=np.asarray(pf.coords), mask=wy > 0, lattice=np.asarray(pf.lattice))
-        return fit(*with_chains(members, np.asarray(pf.log_weights), chains, refit_share))
+            spacegroup=np.full(len(wy), g), wyckoff=wy, species=np.asarray(pf.species)[real],
+            coords=np.asarray(pf.coords)[real], mask=wy > 0,
+            lattice=np.asarray(pf.lattice)[real])
+        return fit(*with_chains(members, np.asarray(pf.log_weights)[real], chains,
+                                refit_share))
 
     def log_kernel(position: CrystalArrays, pf: CrystalPoolFit) -> jax.Array:
         """(M,) log density of proposing `position` from each pool crystal (-inf for the

@@ -165,14 +165,29 @@ def population_proposal(template, num_sites: int, eps: float = 0.3) -> Populatio
         r = np.hypot(w @ np.cos(ang), w @ np.sin(ang))
         sd = np.sqrt(-2 * np.log(np.clip(r, 1e-12, 1.0))) / (2 * np.pi)
         bw = np.clip(1.06 * sd * n_eff ** (-0.2), 1e-3, 0.05)
+        # padded to MAX_CLASSES classes of MAX_CENTRES centres and MAX_GLOBAL_CENTRES (weight
+        # zero, elements of no fill): every fit, the refit at the end of burn-in included, has
+        # one shape and compiles once
+        def padded(v: np.ndarray, size: int, fill: float, axis: int = 0) -> np.ndarray:
+            shape = list(v.shape)
+            shape[axis] = size - v.shape[axis]
+            return np.concatenate([v, np.full(shape, fill, v.dtype)], axis=axis)
+
         with np.errstate(divide="ignore"):
+            centres = padded(padded(centres, MAX_CENTRES, 0.0, 1), MAX_CLASSES, 0.0)
+            centre_lw = padded(padded(np.log(centre_w), MAX_CENTRES, -np.inf, 1), MAX_CLASSES,
+                               -np.inf)
+            centre_lw[k:, 0] = 0.0  # a padded class is never picked; its centres stay finite
             return PopulationFit(
                 jnp.asarray(cls, jnp.int32), jnp.asarray(fr, jnp.int32),
-                jnp.asarray(keys[keep], jnp.int32), jnp.asarray(_normalised_log(cw[keep])),
-                jnp.asarray(np.log(free_lp), jnp.float32), jnp.asarray(centres, jnp.float32),
-                jnp.asarray(np.log(centre_w), jnp.float32),
-                jnp.asarray(np.log(marg), jnp.float32), jnp.asarray(xs[top], jnp.float32),
-                jnp.asarray(_normalised_log(w[top]), jnp.float32), jnp.asarray(bw, jnp.float32))
+                jnp.asarray(padded(keys[keep].astype(np.int32), MAX_CLASSES, -1)),
+                jnp.asarray(padded(_normalised_log(cw[keep]), MAX_CLASSES, -np.inf)),
+                jnp.asarray(padded(np.log(free_lp), MAX_CLASSES, 0.0), jnp.float32),
+                jnp.asarray(centres, jnp.float32), jnp.asarray(centre_lw, jnp.float32),
+                jnp.asarray(np.log(marg), jnp.float32),
+                jnp.asarray(padded(xs[top], MAX_GLOBAL_CENTRES, 0.0), jnp.float32),
+                jnp.asarray(padded(_normalised_log(w[top]), MAX_GLOBAL_CENTRES, -np.inf),
+                            jnp.float32), jnp.asarray(bw, jnp.float32))
 
     def log_kernel(xs: jax.Array, centres: jax.Array, bandwidth: jax.Array) -> jax.Array:
         """(..., G) log wrapped-normal kernel of the coordinates (C,) around each centre."""
