@@ -134,7 +134,7 @@ def test_a_single_crystal_pool_proposes_its_kernel():
                            (w > 0)[None])
     member.coords[0, 1] = [0.25, 0.0, 0.0]
     member.coords[0, 0] = [0.0, 0.0, 0.0]
-    proposal = crystal_pool_proposal(g, *bw, allowed=element_mask())
+    proposal = crystal_pool_proposal(g, *bw, max_members=1, allowed=element_mask())
     fit = proposal.fit(member)
     position = jax.tree.map(lambda v: v[0], member)
     cons = jax.tree.map(lambda v: v[0], free_constraints(member, element_mask()))
