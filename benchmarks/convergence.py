@@ -57,6 +57,15 @@ def row(name: str, summary: dict, seconds: float) -> dict:
             "rhat_wyckoff": conv.get("prior_wyckoff", {}).get("rhat")}
 
 
+def saved_row(name: str, run_dir: Path) -> dict:
+    """The row of a run already on disk (its own seconds; distance ratios of a design run)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    r = row(f"{name}, {run_dir}", summary, summary["seconds"])
+    if "metrics" in summary:
+        r["distance_ratio"] = {n: m["ratio"] for n, m in summary["metrics"].items()}
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chains", type=int, default=1000)
@@ -90,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.design_only:
             break
         if k == 0 and args.baseline_run is not None:
-            summary = json.loads((args.baseline_run / "summary.json").read_text())
-            rows.append(row(f"{name}, {args.baseline_run}", summary, summary["seconds"]))
+            rows.append(saved_row(name, args.baseline_run))
             print(json.dumps(rows[-1]), flush=True)
             continue
         t0 = time.time()
@@ -112,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 "block_tries": args.tries, "until_rhat": args.design_until_rhat},
         }.items()):
             if k == 0 and args.design_baseline_run is not None:
-                summary = json.loads((args.design_baseline_run / "summary.json").read_text())
-                rows.append(row(f"{name}, {args.design_baseline_run}", summary,
-                                summary["seconds"]))
-                rows[-1]["distance_ratio"] = {n: m["ratio"]
-                                              for n, m in summary["metrics"].items()}
+                rows.append(saved_row(name, args.design_baseline_run))
                 print(json.dumps(rows[-1]), flush=True)
                 continue
             t0 = time.time()

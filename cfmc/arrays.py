@@ -46,3 +46,10 @@ def concatenate(batches: list[CrystalArrays]) -> CrystalArrays:
     """Join batches along the first axis."""
     fields = zip(*batches, strict=True)
     return CrystalArrays(*(np.concatenate([np.asarray(f) for f in field]) for field in fields))
+
+
+def pad_axis(v: np.ndarray, size: int, fill: float, axis: int = 0) -> np.ndarray:
+    """`v` padded with `fill` to length `size` along `axis` (fitted proposals keep one shape)."""
+    widths = [(0, 0)] * v.ndim
+    widths[axis] = (0, size - v.shape[axis])
+    return np.pad(v, widths, constant_values=np.asarray(fill, v.dtype))

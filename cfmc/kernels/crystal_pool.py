@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfmc.arrays import CrystalArrays
+from cfmc.arrays import CrystalArrays, pad_axis
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
 from cfmc.kernels.lattice import is_valid_cell
@@ -132,17 +132,12 @@ def crystal_pool_proposal(spacegroup: int, coord_bandwidth: float = COORD_BANDWI
             log_w = np.log(w)
         # padded to max_members (weight zero, letters of no crystal): every fit of the proposal,
         # the refit at the end of burn-in included, has one shape and compiles once
-        pad = max_members - len(keep)
-
-        def padded(v: np.ndarray, fill: float = 0) -> np.ndarray:
-            return np.concatenate([v, np.full((pad, *v.shape[1:]), fill, v.dtype)])
-
         return CrystalPoolFit(
-            jnp.asarray(padded(a.wyckoff[keep].astype(np.int32))),
-            jnp.asarray(padded(a.species[keep].astype(np.int32))),
-            jnp.asarray(padded(a.coords[keep].astype(np.float32))),
-            jnp.asarray(padded(a.lattice[keep].astype(np.float32), 1.0)),
-            jnp.asarray(padded(log_w.astype(np.float32), -np.inf)),
+            jnp.asarray(pad_axis(a.wyckoff[keep].astype(np.int32), max_members, 0)),
+            jnp.asarray(pad_axis(a.species[keep].astype(np.int32), max_members, 0)),
+            jnp.asarray(pad_axis(a.coords[keep].astype(np.float32), max_members, 0)),
+            jnp.asarray(pad_axis(a.lattice[keep].astype(np.float32), max_members, 1.0)),
+            jnp.asarray(pad_axis(log_w.astype(np.float32), max_members, -np.inf)),
             jnp.asarray(log_freq, jnp.float32))
 
     def refit(pf: CrystalPoolFit, chains: CrystalArrays) -> CrystalPoolFit:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cfmc.arrays import CrystalArrays
+from cfmc.arrays import CrystalArrays, pad_axis
 from cfmc.kernels.block import BlockDrawFn, BlockDraws
 from cfmc.kernels.constraints import SiteConstraints
 from cfmc.kernels.refit import SHARE, check_share, with_chains
@@ -168,25 +168,20 @@ def population_proposal(template, num_sites: int, eps: float = 0.3) -> Populatio
         # padded to MAX_CLASSES classes of MAX_CENTRES centres and MAX_GLOBAL_CENTRES (weight
         # zero, elements of no fill): every fit, the refit at the end of burn-in included, has
         # one shape and compiles once
-        def padded(v: np.ndarray, size: int, fill: float, axis: int = 0) -> np.ndarray:
-            shape = list(v.shape)
-            shape[axis] = size - v.shape[axis]
-            return np.concatenate([v, np.full(shape, fill, v.dtype)], axis=axis)
-
         with np.errstate(divide="ignore"):
-            centres = padded(padded(centres, MAX_CENTRES, 0.0, 1), MAX_CLASSES, 0.0)
-            centre_lw = padded(padded(np.log(centre_w), MAX_CENTRES, -np.inf, 1), MAX_CLASSES,
+            centres = pad_axis(pad_axis(centres, MAX_CENTRES, 0.0, 1), MAX_CLASSES, 0.0)
+            centre_lw = pad_axis(pad_axis(np.log(centre_w), MAX_CENTRES, -np.inf, 1), MAX_CLASSES,
                                -np.inf)
             centre_lw[k:, 0] = 0.0  # a padded class is never picked; its centres stay finite
             return PopulationFit(
                 jnp.asarray(cls, jnp.int32), jnp.asarray(fr, jnp.int32),
-                jnp.asarray(padded(keys[keep].astype(np.int32), MAX_CLASSES, -1)),
-                jnp.asarray(padded(_normalised_log(cw[keep]), MAX_CLASSES, -np.inf)),
-                jnp.asarray(padded(np.log(free_lp), MAX_CLASSES, 0.0), jnp.float32),
+                jnp.asarray(pad_axis(keys[keep].astype(np.int32), MAX_CLASSES, -1)),
+                jnp.asarray(pad_axis(_normalised_log(cw[keep]), MAX_CLASSES, -np.inf)),
+                jnp.asarray(pad_axis(np.log(free_lp), MAX_CLASSES, 0.0), jnp.float32),
                 jnp.asarray(centres, jnp.float32), jnp.asarray(centre_lw, jnp.float32),
                 jnp.asarray(np.log(marg), jnp.float32),
-                jnp.asarray(padded(xs[top], MAX_GLOBAL_CENTRES, 0.0), jnp.float32),
-                jnp.asarray(padded(_normalised_log(w[top]), MAX_GLOBAL_CENTRES, -np.inf),
+                jnp.asarray(pad_axis(xs[top], MAX_GLOBAL_CENTRES, 0.0), jnp.float32),
+                jnp.asarray(pad_axis(_normalised_log(w[top]), MAX_GLOBAL_CENTRES, -np.inf),
                             jnp.float32), jnp.asarray(bw, jnp.float32))
 
     def log_kernel(xs: jax.Array, centres: jax.Array, bandwidth: jax.Array) -> jax.Array:
