@@ -57,11 +57,15 @@ def bench(model, chains: int, sweeps: int, proposal: str, full: bool) -> dict[st
     _block(state.log_prior)
     sweep_s = (time.perf_counter() - t0) / sweeps
 
-    moves = sampler.schedule()
+    # the moves site by site (the element scan, `SweepConfig.species_scan`, visits the same
+    # sites in one step)
+    moves = Sampler(posterior, template.constraints(n),
+                    SweepConfig(species_proposal=proposal, species_scan=False)).schedule()
     sites = len({s for k, s in moves if k != "lattice"})
     n_species = sum(k == "species" for k, _ in moves)
-    # the bare evaluations a sweep needs: one log density per move, plus one conditional per
-    # species move with the prior-informed proposal
+    # the bare evaluations a sweep needs: one log density per move, plus with the prior-informed
+    # proposal one conditional per species move, or one for the whole scan
+    n_cond = (1 if sampler.scan else n_species) if proposal == "prior" else 0
     chunk = sampler.config.chunk_size  # the engine's chunking, so only the engine is compared
     prior_fn = jax.jit(chunked(posterior.prior_part, chunk))
     cond_fn = jax.jit(chunked(posterior.prior.species_log_probs, chunk))
@@ -77,7 +81,7 @@ def bench(model, chains: int, sweeps: int, proposal: str, full: bool) -> dict[st
     for _ in range(reps):
         _block(cond_fn(pos))
     t_cond = (time.perf_counter() - t0) / reps
-    bare = len(moves) * t_logp + (n_species * t_cond if proposal == "prior" else 0.0)
+    bare = len(moves) * t_logp + n_cond * t_cond
     return {
         "chains": chains,
         "sweep_s": sweep_s,

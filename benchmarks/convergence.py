@@ -5,7 +5,7 @@ moves and with the current defaults, and optionally for the Fig. 9 design poster
 
     python benchmarks/convergence.py [--chains 1000] [--sweeps 50] [--max-sweeps 400]
         [--tries 8] [--until-rhat 1.01] [--design | --design-only] [--out DIR]
-        [--baseline-run DIR]
+        [--baseline-run DIR] [--resume]
 
 The earlier defaults run --sweeps sweeps; the current ones run until every traced scalar has
 split R-hat at most --until-rhat (checked every 5 recorded draws), at most --max-sweeps.
@@ -15,7 +15,9 @@ site moves (burn-in decided by the chains), --design-sweeps each (40, as Fig. 9)
 stopping early at --design-until-rhat if given; each reports R-hat of the log posterior and of
 its Wyckoff term, and the distance-to-target ratios.
 
-Every run is a real run directory under --out (summary.json, trace.nc, report.html).
+Every run is a real run directory under --out (summary.json, trace.nc, report.html); with
+--resume the runs saved there continue from their checkpoints (the caps may grow, the other
+settings must be the same), so a long design run can go on over several sessions.
 """
 
 from __future__ import annotations
@@ -89,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--design-baseline-run", type=Path, default=None,
                    help="an existing run directory of the design site-moves run to report "
                    "instead of running it again")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs saved in --out instead of starting them again")
     args = p.parse_args(argv)
     from cfmc.infill import infill
+
+    again = {"force": not args.resume, "resume": args.resume}
+
+    def seconds(summary: dict, t0: float) -> float:
+        # a resumed run: the summary's seconds, which add up the sessions it ran in
+        return summary["seconds"] if args.resume else time.time() - t0
 
     rows = []
     settings = infill_settings(args.chains, args.sweeps, args.tries, args.until_rhat,
@@ -104,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.time()
         res = infill(TEMPLATE, args.out / f"infill{k}", differ=DIFFER, seed=args.seed,
-                     force=True, progress=False, **opts)
-        rows.append(row(name, res.summary, time.time() - t0))
+                     progress=False, **again, **opts)
+        rows.append(row(name, res.summary, seconds(res.summary, t0)))
         print(json.dumps(rows[-1]), flush=True)
     if args.design or args.design_only:
         from cfmc.design import design
@@ -127,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             res = design(gaussian_targets(target, sigmas), args.out / f"design{k}",
                          spacegroup=225, chains=args.design_chains, sweeps=args.design_sweeps,
                          pool=16,
-                         delayed_acceptance=True, seed=args.seed, force=True, progress=False,
+                         delayed_acceptance=True, seed=args.seed, progress=False, **again,
                          **opts)
-            r = row(name, res.summary, time.time() - t0)
+            r = row(name, res.summary, seconds(res.summary, t0))
             r["distance_ratio"] = {n: m["ratio"] for n, m in res.summary["metrics"].items()}
             rows.append(r)
             print(json.dumps(r), flush=True)

@@ -12,7 +12,8 @@ Runs the same seeded runs in this tree and, in a subprocess with PYTHONPATH poin
    lattice-dependent conditioner: plain MH, delayed acceptance, the prior block move (MH and
    i-SIR with 3 tries) and replica exchange, chunks of 5: the final chains (crystals, log
    densities, values) and the kernel counts; and two runs without conditioners (one program per
-   move), the prior-informed element move in chunks of 5 and the i-SIR block move.
+   move), the prior-informed element move (site by site) in chunks of 5 and the i-SIR block
+   move.
 
 Discrete fields must be equal; floats within `--rtol` / `--atol` (same machine, same shapes:
 expected bit for bit). Prints the largest float difference per case and PASS / FAIL.
@@ -82,13 +83,17 @@ else:
         return np.array(out)
 
     block = prior_block_proposal(model, **t.sampler_clamps(model.config.max_sites))
+    # the per-site element move where this tree also has the scan (compared bit for bit; the
+    # scan's own check is statistical: tests/kernels/test_kernels.py, regression_engine.py)
+    sites = ({"species_scan": False} if "species_scan" in SweepConfig.__dataclass_fields__
+             else {})
     cases = {"plain": SweepConfig(lattice=True, chunk=5),
              "delayed": SweepConfig(lattice=True, delayed_acceptance=True, chunk=5),
              "prior": SweepConfig(lattice=True, species_proposal="prior", chunk=5),
              "block": SweepConfig(lattice=True, block=True, chunk=5),
              "isir": SweepConfig(lattice=True, block=True, block_tries=3, chunk=5),
              "ladder": SweepConfig(lattice=True, ladder=(1.0, 2.0), chunk=5),
-             "prior-only": SweepConfig(species_proposal="prior", chunk=5),
+             "prior-only": SweepConfig(species_proposal="prior", chunk=5, **sites),
              "prior-only-block": SweepConfig(block=True, block_tries=3)}
     for name, cfg in cases.items():
         conds = [] if name.startswith("prior-only") else [volume]

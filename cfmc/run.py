@@ -33,7 +33,7 @@ from cfmc.posterior import Posterior
 from cfmc.record import Recorder
 from cfmc.rundir_lock import guarded_run
 from cfmc.shards import ShardedSampler, ShardPool
-from cfmc.sweep import Sampler, SamplerState, SweepConfig, annealing, run_sweeps
+from cfmc.sweep import EVERY_SITE, Sampler, SamplerState, SweepConfig, annealing, run_sweeps
 
 # key -> (one crystal per chain, what the start did, for the summary)
 Start = Callable[[jax.Array], tuple[CrystalArrays, dict[str, Any]]]
@@ -183,7 +183,7 @@ def run_chains(
     mixing: dict[str, Any] = {"until_rhat": options.until_rhat, "min_ess": options.min_ess}
     summary = {"command": command, "status": "running", "settings": settings,
                "seed": options.seed, "start": start_info, "conditioners": list(posterior.names),
-               "schedule": [f"{k}@{s}"
+               "schedule": [k if s == EVERY_SITE else f"{k}@{s}"
                             for k, s in sampler.schedule(np.asarray(positions.mask))]}
     progress = {"next": first, "state": state}
 

@@ -66,6 +66,9 @@ class SweepConfig:
     # posterior's), neighbours swapped after every sweep; (1.0,) is plain MCMC
     ladder: tuple[float, ...] = (1.0,)
     species_proposal: str = "uniform"
+    # with the prior proposal and no host conditioners: a sweep's substitutions in one step,
+    # last site first, from one evaluation of the conditionals (`kernels.species.prior_scan`)
+    species_scan: bool = True
     delayed_acceptance: bool = False
     coord_step: float = 0.1  # von Mises random walk, fractional units
     lattice_step: float = 0.2  # Angstrom (angles: ANGLE_SCALE degrees per unit)
@@ -227,6 +230,11 @@ class Sampler:
         else:  # one program per move
             self._moves = {k: jax.jit(self._make_step(compose_kernel(lambda c, st=st: st)))
                            for k, st in stages.items()}
+        self.scan = self.config.species_scan and self.config.species_proposal == "prior" and (
+            not cond)
+        if self.scan:
+            self._moves["species"] = jax.jit(self._make_step(
+                species.prior_scan(posterior.prior.species_log_probs)))
 
     # ------------------------------------------------------------------ schedule
 
@@ -260,7 +268,8 @@ class Sampler:
     def schedule(self, mask: np.ndarray | None = None) -> list[tuple[str, int]]:
         """The moves of one sweep, (kernel, site) in sequence order; sites with nothing to move
         in any chain (or, given the chains' site `mask`, real in none) are skipped; the block
-        move comes first, the lattice move last."""
+        move comes first, the lattice move last; with `species_scan` one ("species",
+        EVERY_SITE) move replaces the per-site substitutions."""
         c = self.constraints
         sp = c.species_move.reshape(-1, c.species_move.shape[-1]).any(0)
         co = c.coord_move.reshape(-1, *c.coord_move.shape[-2:]).any(-1).any(0)
@@ -268,8 +277,10 @@ class Sampler:
             real = np.asarray(mask).reshape(-1, sp.shape[0]).any(0)
             sp, co = sp & real, co & real
         moves = [("block", 0)] if self.config.block else []
+        if self.scan and self.config.species and sp.any():
+            moves.append(("species", EVERY_SITE))
         for i in range(sp.shape[0]):
-            if self.config.species and sp[i]:
+            if self.config.species and sp[i] and not self.scan:
                 moves.append(("species", i))
             if self.config.coords and co[i]:
                 moves.append(("coords", i))
@@ -315,7 +326,9 @@ class Sampler:
             "calls_saved": ((ok & ~info.is_evaluated).sum() if self.target.conditioners
                             is not None else jnp.int32(0)),
         }
-        return counts, info.is_active, info.is_accepted
+        # per chain (a scan's info has one entry per site: summed)
+        return counts, *(jnp.sum(x.reshape(x.shape[0], -1), axis=1)
+                         for x in (info.is_active, info.is_accepted))
 
     def _make_step(self, kernel: Callable) -> Callable:
         """One move of every chain as one program (no conditioners)."""
@@ -568,6 +581,9 @@ def split_over_devices(local: Callable, devices: int | None) -> Callable:
         return jax.tree.map(lambda x: x[:b], out) if pad else out
 
     return split
+
+
+EVERY_SITE = 1 << 30  # the "site" of a move that visits every site (`SweepConfig.species_scan`)
 
 
 def move_key(key: jax.Array, kind: str, site: int) -> jax.Array:
