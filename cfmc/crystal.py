@@ -196,7 +196,7 @@ def _from_structure(structure, symprec: float) -> Crystal:
     for sp in structure.species:
         if isinstance(sp, DummySpecies) or not 1 <= getattr(sp, "Z", 0) <= 118:
             raise ValueError(f"unknown element '{sp}' in the structure")
-    _check_distinct_atoms(structure)
+    check_distinct_atoms(structure)
     cell = (
         np.asarray(structure.lattice.matrix),
         np.asarray(structure.frac_coords),
@@ -242,7 +242,7 @@ def _from_structure(structure, symprec: float) -> Crystal:
     )
 
 
-def _check_distinct_atoms(structure, tol: float = 0.1) -> None:
+def check_distinct_atoms(structure, tol: float = 0.1) -> None:
     """Refuse a structure with two atoms on one point (closer than `tol` Angstrom), naming them;
     spglib would merge them into a crystal that is not the structure given."""
     if len(structure) < 2:

@@ -151,8 +151,11 @@ def select_top(
 ) -> list[int]:
     """Indices of the `top` best distinct crystals by score (descending). Duplicates: same reduced
     composition and matched by pymatgen's StructureMatcher; crystals without a finite score or
-    a valid structure are dropped."""
+    a valid structure (two atoms on one point included, which `Crystal.from_cif` would refuse
+    to read back) are dropped."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from cfmc.crystal import check_distinct_atoms
 
     matcher = StructureMatcher(ltol=ltol, stol=stol, angle_tol=angle_tol)
     order = np.argsort(-np.nan_to_num(np.asarray(scores, float), nan=-np.inf), kind="stable")
@@ -166,6 +169,7 @@ def select_top(
         c = crystals[i]
         try:
             s = c.to_structure()
+            check_distinct_atoms(s)
         except ValueError:
             continue
         same = by_formula.setdefault(c.formula, [])

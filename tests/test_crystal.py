@@ -148,3 +148,16 @@ def test_to_arrays_rejects_too_many_sites():
     c = Crystal.from_string(CALCITE)
     with pytest.raises(ValueError, match="3 sites, more than max_sites=2"):
         to_arrays([c], 2)
+
+
+def test_candidates_with_atoms_on_one_point_are_not_kept():
+    """select_top keeps only crystals whose CIF reads back: an e-site anion 0.05 A from the
+    cation at the origin is dropped, the same crystal with the anion at x = 0.25 is kept."""
+    from cfmc.runio import select_top
+
+    text = "225-a-Ti-0-0-0-b-Sr-1/2-1/2-1/2-c-Ca-1/4-1/4-1/4-e-O-{x}-0-0"
+    close = Crystal.from_string(text.format(x=0.0125), lattice=[4, 4, 4, 90, 90, 90])
+    apart = Crystal.from_string(text.format(x=0.25), lattice=[4, 4, 4, 90, 90, 90])
+    with pytest.raises(ValueError, match="one point"):
+        Crystal.from_cif(close.to_cif())
+    assert select_top([close, apart], np.array([1.0, 0.0]), top=None) == [1]
