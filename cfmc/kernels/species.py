@@ -80,8 +80,8 @@ def prior_scan(species_log_probs: Callable[[CrystalArrays], jax.Array]) -> Calla
     `prior_proposal` would make there (N + 1 prior evaluations for N sites instead of 2N).
 
     kernel(rng_key, state, target, constraints, site, step_size, beta=1) -> (state, info),
-    `site` unused; `info` holds one entry per site (last first). Prior targets only: host
-    conditioners would need a call between the sites.
+    `site` unused; `info` holds one entry per site (last first; no proposals). Prior targets
+    only: host conditioners would need a call between the sites.
     """
 
     def kernel(rng_key, state, target, constraints, site, step_size, beta=1.0):
@@ -96,7 +96,8 @@ def prior_scan(species_log_probs: Callable[[CrystalArrays], jax.Array]) -> Calla
         def one(st, s):
             pending, _ = stages.propose(jax.random.fold_in(rng_key, s), st, prior, constraints,
                                         s, step_size, beta)
-            return stages.accept(st, pending, None, beta)
+            st, info = stages.accept(st, pending, None, beta)
+            return st, info._replace(proposal=None)  # the counts only, not N proposed crystals
 
         return jax.lax.scan(one, state, jnp.arange(table.shape[0] - 1, -1, -1))
 
