@@ -7,6 +7,7 @@ times (CPU of this process and of the screen's worker processes together), with 
 load average before and after each pass.
 
     python benchmarks/screen_demo.py [--run runs/demo] [--out runs/bench/screen_demo] [--workers N]
+        [--ternary-oxidation]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--warm-only", action="store_true", help="reuse the cache, one timed run")
     ap.add_argument("--workers", type=int, default=None,
                     help="worker processes of the screen (default: min(2, CPUs))")
+    ap.add_argument("--ternary-oxidation", action="store_true",
+                    help="the hull with ternaries at further oxidation states too")
     args = ap.parse_args()
     if not Path(args.run).exists():
         print(f"no run at {args.run}: make demo first (or pass --run)")
@@ -49,7 +52,8 @@ def main() -> None:
     for name in passes:
         report[f"load_before_{name}"] = [round(x, 2) for x in os.getloadavg()]
         t, c = time.perf_counter(), cpu_seconds()
-        res = screen(args.run, out / name, force=True, cache=cache, workers=args.workers)
+        res = screen(args.run, out / name, force=True, cache=cache, workers=args.workers,
+                     ternary_oxidation=args.ternary_oxidation)
         report[f"seconds_{name}"] = round(time.perf_counter() - t, 1)
         report[f"cpu_seconds_{name}"] = round(cpu_seconds() - c, 1)
         report[f"load_after_{name}"] = [round(x, 2) for x in os.getloadavg()]

@@ -9,7 +9,11 @@ cache; S.U.N. = stable (machine-learned E_hull <= 0.1 eV/atom), unique within it
 against the training mix. A crystal that cannot be built or relaxed counts as not S.U.N.
 
     python benchmarks/sun_rate.py [--n 200] [--groups 225 62] [--out runs/bench/sun_rate]
-        [--cache DIR]
+        [--cache DIR] [--ternary-oxidation] [--resume]
+
+With `--resume` a run picks up where an interrupted one stopped: the drawn sets are read back
+(`prior_<g>/samples.csv`, `pyxtal_<g>.csv`), finished screens (`screen_<set>_<g>/screened.csv`)
+are read instead of run again, and the hull cache keeps every entry already built.
 """
 
 from __future__ import annotations
@@ -76,23 +80,42 @@ def main() -> None:
     ap.add_argument("--prior", default=None, help="prior checkpoint (default: shipped)")
     ap.add_argument("--cache", default=None, help="hull cache folder (default: the screen's)")
     ap.add_argument("--out", default="runs/bench/sun_rate")
+    ap.add_argument("--ternary-oxidation", action="store_true",
+                    help="the hull with ternaries at further oxidation states too")
+    ap.add_argument("--resume", action="store_true", help="reuse the sets and screens on disk")
     args = ap.parse_args()
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise SystemExit(f"{out} exists and is not empty: pass --resume, or another --out")
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"n_per_group_and_method": args.n, "seed": args.seed,
                     "estimate": "machine-learned E_hull (CHGNet, offline hull); see "
                                 "experiments/README.md for its calibration", "results": {}}
+    old = out / "report.json"
+    if args.resume and old.exists():
+        report = json.loads(old.read_text())
     for g in args.groups:
         t = time.perf_counter()
-        prior = sample_prior(g, out / f"prior_{g}", num=args.n, prior=args.prior,
-                             seed=args.seed, force=True).table
+        drawn, pyx = out / f"prior_{g}" / "samples.csv", out / f"pyxtal_{g}.csv"
+        if args.resume and drawn.exists():
+            prior = pd.read_csv(drawn)
+        else:
+            prior = sample_prior(g, out / f"prior_{g}", num=args.n, prior=args.prior,
+                                 seed=args.seed, force=True).table
         prior = prior.assign(cif=prior["cif"].fillna("") if "cif" in prior else "")
-        random = pyxtal_random(g, args.n, args.seed + g, args.max_atoms)
-        report[f"seconds_sampling_{g}"] = round(time.perf_counter() - t, 1)
+        if args.resume and pyx.exists():
+            random = pd.read_csv(pyx)
+        else:
+            random = pyxtal_random(g, args.n, args.seed + g, args.max_atoms)
+            random.to_csv(pyx, index=False)
+        report.setdefault(f"seconds_sampling_{g}", round(time.perf_counter() - t, 1))
         for method, table in (("prior", prior), ("pyxtal", random)):
             t = time.perf_counter()
+            done = out / f"screen_{method}_{g}" / "screened.csv"
+            if args.resume and done.exists() and f"{method} {g}" in report["results"]:
+                continue
             res = screen(table, out / f"screen_{method}_{g}", force=True, cache=args.cache,
-                         progress=False)
+                         ternary_oxidation=args.ternary_oxidation)
             ok = res[res["status"] == "ok"]
             n = len(res)
             report["results"][f"{method} {g}"] = {

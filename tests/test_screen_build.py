@@ -95,6 +95,38 @@ def test_further_oxidation_states():
     assert other_stoichiometries("Cu", "Au") == []  # a metal pair
 
 
+def test_ternaries_at_further_oxidation_states(tmp_path, monkeypatch):
+    """K-Mo-F on two training-mix types (K2PtCl6 and cryolite-like A3BX6): K2MoF6 balances with
+    Mo's common state (+4), so it is a plain generated ternary; K3MoF6, the competitor of an
+    Mo3+ elpasolite, balances only at a further state. The two kinds never share a formula, a
+    system without further states (K-Na-F) gets none, and the hull reads them only when asked."""
+    from cfmc.stability import prototypes
+    from cfmc.stability.known import parse_cif, read_known
+
+    assert prototypes.balanced_further(("K", "Mo", "F"), (3, 1, 6))
+    assert not prototypes.balanced_common(("K", "Mo", "F"), (3, 1, 6))
+    assert prototypes.balanced_common(("K", "Mo", "F"), (2, 1, 6))
+    known = read_known().set_index("material_id")
+    library = [prototypes.TernaryPrototype(
+        f"{':'.join(map(str, st))}-test", st, 1, mid,
+        parse_cif(known.loc[mid, "cif"]).get_primitive_structure().to(fmt="cif"))
+        for st, mid in (((2, 1, 6), "mp-28651"), ((3, 1, 6), "mp-1206448"))]
+    monkeypatch.setattr(prototypes, "ternary_library", lambda cache: library)
+
+    def formulas(**kw):
+        return {s.composition.reduced_formula
+                for _, s in prototypes.ternary_candidates("F-K-Mo", tmp_path, **kw)}
+
+    assert formulas() == {"K2MoF6"} and formulas(further=True) == {"K3MoF6"}
+    assert formulas(further=True, skip={"K3MoF6"}) == set()
+    assert prototypes.ternary_candidates("F-K-Na", tmp_path, further=True) == []
+    assert ("F-K-Mo", "ternary_oxidation") not in ReferenceHull(cache=tmp_path).entry_keys(
+        "K-Mo-F")  # opt-in
+    further = ReferenceHull(cache=tmp_path, ternary_oxidation=True)
+    assert ("F-K-Mo", "ternary_oxidation") in further.entry_keys("K-Mo-F")
+    assert further.options()["ternary_oxidation"]
+
+
 def test_oxidation_entries_relaxed(tmp_path):
     """Ga-Cl: GaCl3 comes from the common state (and the mix); GaCl2 is generated at Ga2+ on the
     chlorides' types and relaxed with real CHGNet onto the hull's scale."""

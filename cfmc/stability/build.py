@@ -24,7 +24,8 @@ from cfmc.stability.hull import ReferenceHull
 
 # relative cost of one entry of each kind (generated phases are relaxed, known ones are single
 # points), used only to start the slow ones first
-_COST = {"known": 1, "prototypes": 4, "metals": 6, "oxidation": 6, "peroxide": 3, "ternary": 10}
+_COST = {"known": 1, "prototypes": 4, "metals": 6, "oxidation": 6, "peroxide": 3, "ternary": 10,
+         "ternary_oxidation": 10}
 
 
 def default_workers() -> int:
@@ -188,7 +189,7 @@ def _prepare_libraries(hull: ReferenceHull, todo: list[tuple[str, str]]) -> None
         from cfmc.stability.dimers import dimer_library
 
         dimer_library(hull.root.parent)
-    if "ternary" in kinds:
+    if kinds & {"ternary", "ternary_oxidation"}:
         ternary_library(hull.root.parent)
 
 

@@ -1,7 +1,8 @@
 """The reference hull: known crystals of the training mix plus generated competing phases (binaries
 of every pair, also at the cation's further oxidation states, and peroxides; ternaries of two
-cations and an anion), all on one formation-energy scale, cached on disk per exact chemical system
-and reused across runs (`cfmc.stability.build` fills the cache for many systems at once).
+cations and an anion, also at further states), all on one formation-energy scale, cached on disk
+per exact chemical system and reused across runs (`cfmc.stability.build` fills the cache for many
+systems at once).
 
 Scales: "potential" (default) puts every phase on the potential's energies with fitted elemental
 references (known crystals as given by MP, not relaxed again: single points); "mp" keeps MP's
@@ -33,11 +34,13 @@ class ReferenceHull:
 
     def __init__(self, cache: str | os.PathLike | None = None, scale: str = "potential",
                  prototypes: bool = True, progress: bool = False, ternaries: bool = True,
-                 metals: bool = True, oxidation: bool = True) -> None:
+                 metals: bool = True, oxidation: bool = True, ternary_oxidation: bool = False
+                 ) -> None:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.scale, self.prototypes, self.progress = scale, prototypes, progress
         self.ternaries, self.metals, self.oxidation = ternaries, metals, oxidation
+        self.ternary_oxidation = ternary_oxidation
         self.mu: dict[str, float] = load_references(cache, progress)["mu"]
         self.root = cache_root(cache) / f"{potential_id()}-v{HULL_VERSION}"
         self.known = read_known()
@@ -48,7 +51,8 @@ class ReferenceHull:
         """Keyword arguments that make the same hull in another process."""
         return {"cache": str(self.root.parent), "scale": self.scale,
                 "prototypes": self.prototypes, "ternaries": self.ternaries,
-                "metals": self.metals, "oxidation": self.oxidation}
+                "metals": self.metals, "oxidation": self.oxidation,
+                "ternary_oxidation": self.ternary_oxidation}
 
     def e_form(self, composition: Composition, energy_per_atom: float) -> float:
         """The potential's energy per atom as a formation energy on this hull's scale."""
@@ -90,8 +94,8 @@ class ReferenceHull:
     def _compute(self, system: str, kind: str) -> list[dict]:
         if kind == "known":
             return self._known(system)
-        if kind == "ternary":
-            return self._ternary_entries(system)
+        if kind in ("ternary", "ternary_oxidation"):
+            return self._ternary_entries(system, further=kind == "ternary_oxidation")
         if kind in ("prototypes", "metals"):
             return self._prototype_entries(system, metals=kind == "metals")
         if kind == "oxidation":
@@ -135,11 +139,11 @@ class ReferenceHull:
         skip = {e["formula"] for e in self.system_entries(system, "known")}
         return self._relaxed(oxidation_candidates(a, b, self.root.parent, skip))
 
-    def _ternary_entries(self, system: str) -> list[dict]:
+    def _ternary_entries(self, system: str, further: bool = False) -> list[dict]:
         from cfmc.stability.prototypes import ternary_candidates
 
         skip = {e["formula"] for e in self.system_entries(system, "known")}
-        return self._relaxed(ternary_candidates(system, self.root.parent, skip))
+        return self._relaxed(ternary_candidates(system, self.root.parent, skip, further))
 
     def _relaxed(self, structures: list) -> list[dict]:
         """Hull entries of generated structures (prototype key, structure): volume scan, then
@@ -174,7 +178,9 @@ class ReferenceHull:
         that have known binaries only with `metals`; binaries of the other oxidation states
         with `oxidation`, and peroxide-like ones of a chalcogen with a +1 or +2 cation,
         `cfmc.stability.dimers`); generated ternaries of two cations and an anion (with
-        `ternaries`)."""
+        `ternaries`), also at the cations' further oxidation states with `ternary_oxidation`
+        (off by default: about half as much cold-cache time again for the `make demo`
+        candidates; see experiments/README.md)."""
         from cfmc.stability.dimers import peroxide_stoichiometry
         from cfmc.stability.prototypes import is_anion, is_intermetallic, is_ionic_ternary
 
@@ -197,6 +203,8 @@ class ReferenceHull:
                         keys.append((sub, "peroxide"))
             elif self.ternaries and is_ionic_ternary(sub):
                 keys.append((sub, "ternary"))
+                if self.ternary_oxidation:
+                    keys.append((sub, "ternary_oxidation"))
         return keys
 
     def entries(self, system: str) -> list[dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from math import gcd
@@ -250,11 +251,12 @@ def oxidation_candidates(a: str, b: str, cache: str | os.PathLike, skip: set[str
 TERNARY_VERSION = 1
 
 
-GENERATED_KINDS = ("prototypes", "metals", "oxidation", "peroxide", "ternary")
+GENERATED_KINDS = ("prototypes", "metals", "oxidation", "peroxide", "ternary", "ternary_oxidation")
 # the version of each kind of generated entries, part of its cache key ("peroxide": the entries
 # of cfmc.stability.dimers)
 ENTRY_VERSIONS = {"prototypes": PROTOTYPE_VERSION, "metals": METALS_VERSION,
-                  "oxidation": OXIDATION_VERSION, "peroxide": 1, "ternary": TERNARY_VERSION}
+                  "oxidation": OXIDATION_VERSION, "peroxide": 1, "ternary": TERNARY_VERSION,
+                  "ternary_oxidation": TERNARY_VERSION}
 
 
 @dataclass(frozen=True)
@@ -338,12 +340,13 @@ def is_ionic_ternary(system: str) -> bool:
         any(q > 0 for q in Element(c).common_oxidation_states) for c in order[:2])
 
 
-def ternary_candidates(system: str, cache: str | os.PathLike, skip: set[str] = frozenset()
-                       ) -> list[tuple[str, Structure]]:
+def ternary_candidates(system: str, cache: str | os.PathLike, skip: set[str] = frozenset(),
+                       further: bool = False) -> list[tuple[str, Structure]]:
     """(prototype key, decorated structure) for an ionic ternary system: every library type with
-    each cation on each cation site, kept when charge balanced with common oxidation states
-    (`balanced_common`) and its reduced formula is not in `skip`; one structure per formula (the
-    most frequent type)."""
+    each cation on each cation site, kept when its reduced formula is not in `skip` and it is
+    charge balanced with common oxidation states (`balanced_common`), or, with `further`, only
+    with the cations' further states (`balanced_further`: K3MoF6 at Mo3+, a competitor of Mo3+
+    elpasolites); one structure per formula (the most frequent type)."""
     if not is_ionic_ternary(system):
         return []
     c1, c2, x = _ternary_order(Composition({e: 1 for e in system.split("-")}))
@@ -352,10 +355,14 @@ def ternary_candidates(system: str, cache: str | os.PathLike, skip: set[str] = f
         for a, b in ((c1, c2), (c2, c1)):
             formula = Composition({a: proto.stoich[0], b: proto.stoich[1], x: proto.stoich[2]}
                                   ).reduced_formula
-            if formula in seen or not balanced_common((a, b, x), proto.stoich):
+            if formula in seen:
                 continue
-            seen.add(formula)
-            out.append((proto.key, _decorate_ternary(proto, (a, b, x))))
+            keep = balanced_common((a, b, x), proto.stoich)
+            if further:  # the formulas that balance only at further states
+                keep = not keep and balanced_further((a, b, x), proto.stoich)
+            if keep:
+                seen.add(formula)
+                out.append((proto.key, _decorate_ternary(proto, (a, b, x))))
     return out
 
 
@@ -363,13 +370,22 @@ def balanced_common(elements: tuple[str, str, str], counts: tuple[int, int, int]
     """Whether counts of (cation, cation, anion) balance with the cations' common positive
     oxidation states and the anion's most negative common one (stricter than SMACT's search, so
     that few, plausible phases are generated)."""
+    return _balanced(elements, counts, lambda el: [q for q in el.common_oxidation_states if q > 0])
+
+
+def balanced_further(elements: tuple[str, str, str], counts: tuple[int, int, int]) -> bool:
+    """As `balanced_common`, with each cation in any of its `cation_states`."""
+    return _balanced(elements, counts, lambda el: cation_states(el.symbol))
+
+
+def _balanced(elements: tuple[str, str, str], counts: tuple[int, int, int],
+              states: Callable[[Element], list[int]]) -> bool:
     a, b, x = (Element(e) for e in elements)
     qx = min(x.common_oxidation_states, default=0)
     if qx >= 0:
         return False
     return any(counts[0] * qa + counts[1] * qb + counts[2] * qx == 0
-               for qa in a.common_oxidation_states if qa > 0
-               for qb in b.common_oxidation_states if qb > 0)
+               for qa in states(a) for qb in states(b))
 
 
 def _decorate_ternary(proto: TernaryPrototype, targets: tuple[str, str, str]) -> Structure:

@@ -117,12 +117,15 @@ def screen(
     plots: bool = True,
     progress: bool = True,
     workers: int | None = None,
+    ternary_oxidation: bool = False,
 ) -> pd.DataFrame:
     """Screen candidates (run folder, CSV, table with `cif`, or CIF strings); one row per input in
     input order. With `out`, writes screened.csv, screen_summary.json and hull plots there.
     The missing parts of the reference hull and the relaxations run on `workers` processes
     (default min(2, CPUs); 1: all in this process), started by `spawn`: a script that calls this
-    with more than one worker keeps its top-level code under `if __name__ == "__main__":`."""
+    with more than one worker keeps its top-level code under `if __name__ == "__main__":`.
+    `ternary_oxidation` adds generated ternaries at the cations' further oxidation states to the
+    hull (`ReferenceHull`)."""
     from tqdm.auto import tqdm
 
     from cfmc.stability.build import (
@@ -142,7 +145,8 @@ def screen(
     else:
         table = pd.DataFrame({"cif": list(source)})
     out_dir = _prepare_out(out, force) if out is not None else None
-    hull = ReferenceHull(cache=cache, scale=scale, progress=progress)
+    hull = ReferenceHull(cache=cache, scale=scale, progress=progress,
+                         ternary_oxidation=ternary_oxidation)
     relax_kw = {"fmax": fmax, "steps": steps, "fix_symmetry": fix_symmetry}
     parsed: list[Structure | None] = []
     rows: list[dict] = []
@@ -185,6 +189,7 @@ def screen(
         summary["cpu_seconds_total"] = round(_cpu_seconds() - c0, 1)
         summary["workers"] = pool.n
         summary["hull_build"] = {"systems": len(systems), **hull_report}
+        summary["hull_options"] = {k: v for k, v in hull.options().items() if k != "cache"}
         if plots:
             summary["plots"] = plot_hulls(result, hull, out_dir)
         (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -219,11 +224,11 @@ def screen_run(run_dir: str | os.PathLike, options: dict | None = None, progress
     """Screen the kept candidates (samples.csv) of a finished run into RUN_DIR/screen (replacing
     an earlier screen there) and return the counts a run's summary.json records under "screen".
     `options`: keyword arguments of `screen` (cache, scale, fix_symmetry, fmax, steps, plots,
-    workers)."""
+    workers, ternary_oxidation)."""
     run_dir = Path(run_dir)
     options = dict(options or {})
     unknown = set(options) - {"cache", "scale", "fix_symmetry", "fmax", "steps", "plots",
-                              "workers"}
+                              "workers", "ternary_oxidation"}
     if unknown:
         raise ValueError(f"unknown screen options: {', '.join(sorted(unknown))}")
     out = run_dir / SCREEN_FOLDER
