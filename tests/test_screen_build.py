@@ -5,6 +5,9 @@ states and peroxides (small systems only: Na-Cl, Ga-Cl, W-Cl, Li-O)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -184,3 +187,35 @@ def test_wait_hull_reports_failures_without_raising():
     assert report["entries_built"] == 1 and report["entries_failed"] == 2
     assert report["errors"] == ["Cl-K prototypes: RuntimeError: worker died",
                                 "Na-Og known: ValueError: no reference energy for Og"]
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """A screen killed from outside leaves no workers behind: each spawned worker watches the
+    process that started it and exits once that is gone (here it kills itself with SIGKILL,
+    so no shutdown code runs). Without the watch the workers wait on their queue forever."""
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal\n"
+        "from cfmc.stability.build import Workers\n"
+        "if __name__ == '__main__':\n"
+        "    pool = Workers(2)\n"
+        "    pids = {pool.submit(os.getpid).result() for _ in range(8)}\n"
+        "    print(' '.join(map(str, sorted(pids))), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    log = tmp_path / "pids.txt"
+    with log.open("w") as f:  # a file, not a pipe: the workers inherit the parent's stdout
+        rc = subprocess.run([sys.executable, str(script)], stdout=f, timeout=300).returncode
+    pids = [int(p) for p in log.read_text().split()]
+    assert rc == -signal.SIGKILL and pids
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 120  # the watch looks every 2 s; generous for slow machines
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(alive(p) for p in pids)

@@ -53,13 +53,29 @@ def missing_entries(hull: ReferenceHull, systems: Iterable[str]) -> list[tuple[s
 _WORKER_HULL: dict = {}
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     import warnings
 
+    if parent is not None:
+        _exit_with_parent(parent)
     os.environ.setdefault("CFMC_TORCH_THREADS", str(threads))
     # CHGNet's and pymatgen's routine warnings, once per worker, would bury the progress bars
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(chgnet|pymatgen|torch)")
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
+
+
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """End this worker once `parent` (the process that started the pool) is gone: a worker whose
+    parent was killed would otherwise wait on its task queue forever, holding the potential in
+    memory. (The cache entry it may be writing is safe: files appear whole or not at all.)"""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _hull_entry(options: dict, system: str, kind: str) -> str:
@@ -117,7 +133,7 @@ class Workers:
             threads = max(1, (os.cpu_count() or 1) // self.n)
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.n, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(threads,))
+                                             initargs=(threads, os.getpid()))
         return self._pool.submit(fn, *args)
 
 
