@@ -94,6 +94,7 @@ def main() -> None:
     old = out / "report.json"
     if args.resume and old.exists():
         report = json.loads(old.read_text())
+    report["ternary_oxidation"] = args.ternary_oxidation  # the hull the screens use
     for g in args.groups:
         t = time.perf_counter()
         drawn, pyx = out / f"prior_{g}" / "samples.csv", out / f"pyxtal_{g}.csv"
