@@ -86,12 +86,12 @@ def test_crystal_pool_block_keeps_the_posterior(model):
     (KS) against an independent exact sample. The tiny random prior's lattices and coordinates
     spread widely, so the kernels are wide for the chains to move."""
     post = Posterior(model, conditioners=[sites_term], marginalize_lattice=False)
-    pool = prior_draws(model, post, 1500, seed=30)
+    pool = prior_draws(model, post, 1000, seed=30)
     proposal = crystal_pool_proposal(G, coord_bandwidth=0.2, length_bandwidth=0.4,
                                      angle_bandwidth=20.0, max_members=len(pool.mask),
                                      allowed=element_mask(exclude_radioactive=False))
     proposal = proposal._replace(initial=proposal.fit(pool, -1.5 * pool.mask.sum(1)))
-    x = exact_draws(model, post, 800, 31, pool)
+    x = exact_draws(model, post, 600, 31, pool)
     allowed = element_mask(exclude_radioactive=False)
     sampler = Sampler(post, free_constraints(x, allowed), BLOCK_ONLY, block=proposal)
     state = run_chains(sampler, x, 6, seed=33)
@@ -99,7 +99,7 @@ def test_crystal_pool_block_keeps_the_posterior(model):
     for c in from_arrays(final):  # valid Wyckoff sequences of the group
         index = [wyckoff.check_letter(G, w) for w in c.wyckoff]
         assert c.spacegroup == G and index == sorted(index)
-    reference = exact_draws(model, post, 800, 41, pool)
+    reference = exact_draws(model, post, 600, 41, pool)
     (sk_f, el_f, a_f), (sk_r, el_r, a_r) = features(final), features(reference)
     p = [two_sample_chi2(sk_f, sk_r), two_sample_chi2(el_f, el_r),
          stats.ks_2samp(a_f, a_r).pvalue]
