@@ -47,6 +47,9 @@ STAT_FIELDS = ("proposed", "accepted", "invalid", "predictor_calls", "predictor_
                "calls_saved")
 
 
+EVERY_SITE = 1 << 30  # the "site" of a move that visits every site (`SweepConfig.species_scan`)
+
+
 @dataclasses.dataclass
 class SweepConfig:
     """Which kernels run and how they are tuned.
@@ -581,9 +584,6 @@ def split_over_devices(local: Callable, devices: int | None) -> Callable:
         return jax.tree.map(lambda x: x[:b], out) if pad else out
 
     return split
-
-
-EVERY_SITE = 1 << 30  # the "site" of a move that visits every site (`SweepConfig.species_scan`)
 
 
 def move_key(key: jax.Array, kind: str, site: int) -> jax.Array:

@@ -189,7 +189,8 @@ def screen(
         summary["cpu_seconds_total"] = round(_cpu_seconds() - c0, 1)
         summary["workers"] = pool.n
         summary["hull_build"] = {"systems": len(systems), **hull_report}
-        summary["hull_options"] = {k: v for k, v in hull.options().items() if k != "cache"}
+        summary["hull_options"] = {k: v for k, v in hull.options().items()
+                                   if k not in ("cache", "scale")}  # scale: "hull_scale"
         if plots:
             summary["plots"] = plot_hulls(result, hull, out_dir)
         (out_dir / "screen_summary.json").write_text(json.dumps(summary, indent=1, default=str))
