@@ -9,7 +9,7 @@ appended to a JSONL file, so an interrupted run resumes.
 
     python benchmarks/screen_calibration.py [--n 210] [--out runs/bench/screen_calibration]
         [--rehull EARLIER/results.jsonl] [--no-ternaries] [--no-metals] [--no-oxidation]
-        [--ternary-oxidation]
+        [--ternary-oxidation] [--no-intermetallics]
         [--cache DIR] [--workers N]
 
 The hulls of the sampled crystals' systems are built first, in `--workers` processes.
@@ -137,6 +137,8 @@ def main() -> None:
                          "peroxides")
     ap.add_argument("--ternary-oxidation", action="store_true",
                     help="add the generated ternaries at further oxidation states")
+    ap.add_argument("--no-intermetallics", action="store_true",
+                    help="leave out the generated intermetallic ternaries")
     ap.add_argument("--workers", type=int, default=None,
                     help="processes that build the hull first (default: min(2, CPUs))")
     args = ap.parse_args()
@@ -144,7 +146,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     kw = {"cache": args.cache, "ternaries": not args.no_ternaries,
           "metals": not args.no_metals, "oxidation": not args.no_oxidation,
-          "ternary_oxidation": args.ternary_oxidation}
+          "ternary_oxidation": args.ternary_oxidation,
+          "intermetallics": not args.no_intermetallics}
     hull_pot, hull_mp = ReferenceHull(scale="potential", **kw), ReferenceHull(scale="mp", **kw)
     earlier = {}
     if args.rehull:

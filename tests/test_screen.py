@@ -64,6 +64,22 @@ def test_relax_strained_rocksalt():
                                                                           abs=0.01)
 
 
+def test_prescale_never_evaluates_a_collapsed_cell():
+    """A C-H rock salt scaled by atomic radii (1.2 A^3/atom): its volume scan starts from the
+    floor, where the potential's neighbour lists stay small (at 1.2 A^3/atom the scan took
+    gigabytes), and returns a volume at or above it."""
+    from cfmc.stability.relax import MIN_VOLUME_PER_ATOM, prescale_volume
+
+    dense = Structure.from_spacegroup("Fm-3m", Lattice.cubic(2.13), ["H", "C"],
+                                      [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+    assert dense.volume / len(dense) < 1.25
+    scanned = prescale_volume(dense)
+    assert scanned.volume / len(scanned) >= MIN_VOLUME_PER_ATOM - 1e-9
+    assert scanned.composition == dense.composition
+    wide = rocksalt(6.0)  # a sensible guess keeps its scan around its own volume
+    assert 0.79 * wide.volume <= prescale_volume(wide).volume <= 1.26 * wide.volume
+
+
 def test_screen_csv_end_to_end(tmp_path, hull_cache, data_dir):
     from cfmc.cli import main
     from cfmc.stability import screen

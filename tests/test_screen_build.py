@@ -219,3 +219,45 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not any(alive(p) for p in pids)
+
+
+def test_intermetallic_ternaries(tmp_path, monkeypatch):
+    """Co-Mn-Si on two training-mix Heusler types (AlFeCo2, Mn2AlV: 1:1:2 and 2:1:1 in order of
+    electronegativity): decorated in that order (Mn, Co, Si), skipping the system's known
+    formulas; none for systems with a hard anion or without a metal; the hull reads them for
+    intermetallic systems only, and a decorated phase relaxes with real CHGNet onto the hull's
+    scale."""
+    from cfmc.stability import intermetallics
+    from cfmc.stability.known import parse_cif, read_known
+    from cfmc.stability.prototypes import TernaryPrototype
+
+    known = read_known().set_index("material_id")
+    library = [TernaryPrototype(
+        f"{':'.join(map(str, st))}-test", st, 1, mid,
+        parse_cif(known.loc[mid, "cif"]).get_primitive_structure().to(fmt="cif"))
+        for st, mid in (((1, 1, 2), "mp-10884"), ((2, 1, 1), "mp-10895"))]
+    monkeypatch.setattr(intermetallics, "intermetallic_library", lambda cache: library)
+
+    def formulas(system, **kw):
+        return [s.composition.reduced_formula
+                for _, s in intermetallics.intermetallic_candidates(system, tmp_path, **kw)]
+
+    assert intermetallics.en_order(["Si", "Co", "Mn"]) == ("Mn", "Co", "Si")
+    assert formulas("Co-Mn-Si") == ["MnCoSi2", "Mn2CoSi"]
+    assert formulas("Co-Mn-Si", skip={"Mn2CoSi"}) == ["MnCoSi2"]
+    assert formulas("Mn-O-Si") == [] and formulas("B-C-Si") == []
+    heusler = intermetallics.intermetallic_candidates("Co-Mn-Si", tmp_path)[1][1]
+    assert heusler.composition["Mn"] == 2 * heusler.composition["Co"]
+    keys = ReferenceHull(cache=tmp_path).entry_keys("Co-Mn-Si")
+    assert ("Co-Mn-Si", "intermetallic") in keys
+    assert ("Co-Mn-Si", "intermetallic") in ReferenceHull(cache=tmp_path).entry_keys(
+        "Al-Co-Mn-Si")
+    assert not any(k == "intermetallic" for _, k in ReferenceHull(cache=tmp_path).entry_keys(
+        "Co-Mn-O-Si"))  # an oxide's metal subsystems: their ternaries cannot reach its hull
+    assert ("Co-Mn-Si", "intermetallic") not in ReferenceHull(
+        cache=tmp_path, intermetallics=False).entry_keys("Co-Mn-Si")
+    monkeypatch.setattr(intermetallics, "intermetallic_library", lambda cache: library[1:])
+    entries = ReferenceHull(cache=tmp_path).system_entries("Co-Mn-Si", "intermetallic")
+    assert [e["formula"] for e in entries] == ["Mn2CoSi"]
+    assert entries[0]["id"].startswith("proto:im:") and entries[0]["cif"]
+    assert -1.0 < entries[0]["e_form_pot"] < 0.5  # a formation energy, not a failed relaxation

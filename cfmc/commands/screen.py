@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also generate ternaries at the cations' further oxidation states "
                              "(K3MoF6 at Mo3+, say): a more complete hull, at about half as much "
                              "cold-cache time again")
+    parser.add_argument("--no-intermetallics", action="store_true",
+                        help="leave the generated intermetallic ternaries (Heusler, TiNiSi, ... "
+                             "types) out of the hull of metal systems: faster, less complete")
     parser.add_argument("--no-plots", action="store_true", help="skip the hull plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     screen(args.source, out, force=args.force, cache=args.cache, scale=args.scale,
            fix_symmetry=args.fix_symmetry, fmax=args.fmax, steps=args.steps,
            plots=not args.no_plots, progress=not args.no_progress, workers=args.workers,
-           ternary_oxidation=args.ternary_oxidation)
+           ternary_oxidation=args.ternary_oxidation, intermetallics=not args.no_intermetallics)
     summary = json.loads((out / "screen_summary.json").read_text())
     keys = ("n_input", "n_screened", "n_failed", "n_stable", "n_novel", "n_unique", "n_sun",
             "sun_rate", "seconds_total")

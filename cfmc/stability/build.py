@@ -25,7 +25,7 @@ from cfmc.stability.hull import ReferenceHull
 # relative cost of one entry of each kind (generated phases are relaxed, known ones are single
 # points), used only to start the slow ones first
 _COST = {"known": 1, "prototypes": 4, "metals": 6, "oxidation": 6, "peroxide": 3, "ternary": 10,
-         "ternary_oxidation": 10}
+         "ternary_oxidation": 10, "intermetallic": 10}
 
 
 def default_workers() -> int:
@@ -207,6 +207,10 @@ def _prepare_libraries(hull: ReferenceHull, todo: list[tuple[str, str]]) -> None
         dimer_library(hull.root.parent)
     if kinds & {"ternary", "ternary_oxidation"}:
         ternary_library(hull.root.parent)
+    if "intermetallic" in kinds:
+        from cfmc.stability.intermetallics import intermetallic_library
+
+        intermetallic_library(hull.root.parent)
 
 
 __all__ = ["Workers", "build_hull", "default_workers", "missing_entries", "relax_task",

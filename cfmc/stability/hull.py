@@ -1,8 +1,8 @@
 """The reference hull: known crystals of the training mix plus generated competing phases (binaries
 of every pair, also at the cation's further oxidation states, and peroxides; ternaries of two
-cations and an anion, also at further states), all on one formation-energy scale, cached on disk
-per exact chemical system and reused across runs (`cfmc.stability.build` fills the cache for many
-systems at once).
+cations and an anion, also at further states; intermetallic ternaries), all on one formation-energy
+scale, cached on disk per exact chemical system and reused across runs (`cfmc.stability.build`
+fills the cache for many systems at once).
 
 Scales: "potential" (default) puts every phase on the potential's energies with fitted elemental
 references (known crystals as given by MP, not relaxed again: single points); "mp" keeps MP's
@@ -34,13 +34,13 @@ class ReferenceHull:
 
     def __init__(self, cache: str | os.PathLike | None = None, scale: str = "potential",
                  prototypes: bool = True, progress: bool = False, ternaries: bool = True,
-                 metals: bool = True, oxidation: bool = True, ternary_oxidation: bool = False
-                 ) -> None:
+                 metals: bool = True, oxidation: bool = True, ternary_oxidation: bool = False,
+                 intermetallics: bool = True) -> None:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.scale, self.prototypes, self.progress = scale, prototypes, progress
         self.ternaries, self.metals, self.oxidation = ternaries, metals, oxidation
-        self.ternary_oxidation = ternary_oxidation
+        self.ternary_oxidation, self.intermetallics = ternary_oxidation, intermetallics
         self.mu: dict[str, float] = load_references(cache, progress)["mu"]
         self.root = cache_root(cache) / f"{potential_id()}-v{HULL_VERSION}"
         self.known = read_known()
@@ -52,7 +52,8 @@ class ReferenceHull:
         return {"cache": str(self.root.parent), "scale": self.scale,
                 "prototypes": self.prototypes, "ternaries": self.ternaries,
                 "metals": self.metals, "oxidation": self.oxidation,
-                "ternary_oxidation": self.ternary_oxidation}
+                "ternary_oxidation": self.ternary_oxidation,
+                "intermetallics": self.intermetallics}
 
     def e_form(self, composition: Composition, energy_per_atom: float) -> float:
         """The potential's energy per atom as a formation energy on this hull's scale."""
@@ -100,6 +101,11 @@ class ReferenceHull:
             return self._prototype_entries(system, metals=kind == "metals")
         if kind == "oxidation":
             return self._oxidation_entries(system)
+        if kind == "intermetallic":
+            from cfmc.stability.intermetallics import intermetallic_candidates
+
+            skip = {e["formula"] for e in self.system_entries(system, "known")}
+            return self._relaxed(intermetallic_candidates(system, self.root.parent, skip))
         if kind == "peroxide":
             from cfmc.stability.dimers import dimer_candidates
 
@@ -180,8 +186,10 @@ class ReferenceHull:
         `cfmc.stability.dimers`); generated ternaries of two cations and an anion (with
         `ternaries`), also at the cations' further oxidation states with `ternary_oxidation`
         (off by default: about half as much cold-cache time again for the `make demo`
-        candidates; see experiments/README.md)."""
+        candidates; see experiments/README.md); generated intermetallic ternaries
+        (`cfmc.stability.intermetallics`) with `intermetallics`, in systems with no hard anion."""
         from cfmc.stability.dimers import peroxide_stoichiometry
+        from cfmc.stability.intermetallics import has_hard_anion, is_intermetallic_ternary
         from cfmc.stability.prototypes import is_anion, is_intermetallic, is_ionic_ternary
 
         subs = subsystems(chemsys(system.split("-")))
@@ -205,6 +213,8 @@ class ReferenceHull:
                 keys.append((sub, "ternary"))
                 if self.ternary_oxidation:
                     keys.append((sub, "ternary_oxidation"))
+            if self.intermetallics and not has_hard_anion(system) and is_intermetallic_ternary(sub):
+                keys.append((sub, "intermetallic"))
         return keys
 
     def entries(self, system: str) -> list[dict]:

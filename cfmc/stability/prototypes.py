@@ -251,12 +251,13 @@ def oxidation_candidates(a: str, b: str, cache: str | os.PathLike, skip: set[str
 TERNARY_VERSION = 1
 
 
-GENERATED_KINDS = ("prototypes", "metals", "oxidation", "peroxide", "ternary", "ternary_oxidation")
+GENERATED_KINDS = ("prototypes", "metals", "oxidation", "peroxide", "ternary", "ternary_oxidation",
+                   "intermetallic")
 # the version of each kind of generated entries, part of its cache key ("peroxide": the entries
-# of cfmc.stability.dimers)
+# of cfmc.stability.dimers; "intermetallic": of cfmc.stability.intermetallics)
 ENTRY_VERSIONS = {"prototypes": PROTOTYPE_VERSION, "metals": METALS_VERSION,
                   "oxidation": OXIDATION_VERSION, "peroxide": 1, "ternary": TERNARY_VERSION,
-                  "ternary_oxidation": TERNARY_VERSION}
+                  "ternary_oxidation": TERNARY_VERSION, "intermetallic": 1}
 
 
 @dataclass(frozen=True)

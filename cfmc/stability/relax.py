@@ -41,16 +41,24 @@ class RelaxResult:
 def prescale_volume(structure: Structure, scales: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.25)
                     ) -> Structure:
     """The structure at the lowest-energy volume among `scales` (one batched single-point call):
-    a cheap start for substituted prototypes, whose volume guess is rough."""
+    a cheap start for substituted prototypes, whose volume guess is rough. Volumes below
+    MIN_VOLUME_PER_ATOM are never evaluated: a guess that dense (a C-H rock salt scaled by atomic
+    radii has 1.2 A^3/atom) starts from that floor instead, since the potential's neighbour
+    lists, and its memory, grow without bound as a cell collapses (tens of GB)."""
     from cfmc.stability.potential import static_energies
 
+    floor = MIN_VOLUME_PER_ATOM * len(structure)
+    start = structure.copy()
+    if start.volume < floor:
+        start.scale_lattice(floor)
     trials = []
     for f in scales:
-        s = structure.copy()
-        s.scale_lattice(structure.volume * f)
-        trials.append(s)
+        if start.volume * f >= floor:
+            s = start.copy()
+            s.scale_lattice(start.volume * f)
+            trials.append(s)
     e = static_energies(trials)
-    return trials[int(np.nanargmin(e))] if np.isfinite(e).any() else structure
+    return trials[int(np.nanargmin(e))] if np.isfinite(e).any() else start
 
 
 def spacegroup_number(structure: Structure, symprec: float = 0.1) -> int:

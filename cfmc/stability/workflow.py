@@ -118,6 +118,7 @@ def screen(
     progress: bool = True,
     workers: int | None = None,
     ternary_oxidation: bool = False,
+    intermetallics: bool = True,
 ) -> pd.DataFrame:
     """Screen candidates (run folder, CSV, table with `cif`, or CIF strings); one row per input in
     input order. With `out`, writes screened.csv, screen_summary.json and hull plots there.
@@ -125,7 +126,8 @@ def screen(
     (default min(2, CPUs); 1: all in this process), started by `spawn`: a script that calls this
     with more than one worker keeps its top-level code under `if __name__ == "__main__":`.
     `ternary_oxidation` adds generated ternaries at the cations' further oxidation states to the
-    hull (`ReferenceHull`)."""
+    hull (`ReferenceHull`); `intermetallics=False` leaves out its generated intermetallic
+    ternaries (Heusler and other types, twelve relaxations per new metal system)."""
     from tqdm.auto import tqdm
 
     from cfmc.stability.build import (
@@ -146,7 +148,7 @@ def screen(
         table = pd.DataFrame({"cif": list(source)})
     out_dir = _prepare_out(out, force) if out is not None else None
     hull = ReferenceHull(cache=cache, scale=scale, progress=progress,
-                         ternary_oxidation=ternary_oxidation)
+                         ternary_oxidation=ternary_oxidation, intermetallics=intermetallics)
     relax_kw = {"fmax": fmax, "steps": steps, "fix_symmetry": fix_symmetry}
     parsed: list[Structure | None] = []
     rows: list[dict] = []
@@ -225,11 +227,11 @@ def screen_run(run_dir: str | os.PathLike, options: dict | None = None, progress
     """Screen the kept candidates (samples.csv) of a finished run into RUN_DIR/screen (replacing
     an earlier screen there) and return the counts a run's summary.json records under "screen".
     `options`: keyword arguments of `screen` (cache, scale, fix_symmetry, fmax, steps, plots,
-    workers, ternary_oxidation)."""
+    workers, ternary_oxidation, intermetallics)."""
     run_dir = Path(run_dir)
     options = dict(options or {})
     unknown = set(options) - {"cache", "scale", "fix_symmetry", "fmax", "steps", "plots",
-                              "workers", "ternary_oxidation"}
+                              "workers", "ternary_oxidation", "intermetallics"}
     if unknown:
         raise ValueError(f"unknown screen options: {', '.join(sorted(unknown))}")
     out = run_dir / SCREEN_FOLDER

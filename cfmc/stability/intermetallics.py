@@ -1,0 +1,124 @@
+"""Competing ternary phases of intermetallic systems, made from the training mix's own types.
+
+Systems with no hard anion (H, N, O, chalcogens, halogens: metals with metalloids, B, C, Si, P,
+As, ...) have competing ternaries the mix often lacks: Heusler, half-Heusler, TiNiSi, ThCr2Si2
+types. Charge balance does not choose their stoichiometries, so each of the mix's most frequent
+ternary stoichiometries among such systems gives one type (its most frequent space group and
+size), decorated with a new system's elements in the order of electronegativity of the type's
+own sites (Mn, Co, Si of Co2MnSi map to the new system's least, middle and most electronegative
+element), its volume scaled by atomic radii, then relaxed like the other generated phases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from math import gcd
+from pathlib import Path
+
+from pymatgen.core import Composition, Element, Structure
+
+from cfmc.stability.cache import entry_lock, write_atomic
+from cfmc.stability.known import parse_cif, read_known
+from cfmc.stability.prototypes import TernaryPrototype, _en, _radius
+from cfmc.stability.relax import spacegroup_number
+
+INTERMETALLIC_VERSION = 1
+HARD_ANIONS = frozenset({"H", "N", "O", "S", "Se", "Te", "F", "Cl", "Br", "I"})
+
+
+def has_hard_anion(system: str) -> bool:
+    """Whether a chemical system ('Co-Mn-Si') holds H, N, O, a chalcogen or a halogen."""
+    return any(e in HARD_ANIONS for e in system.split("-"))
+
+
+def is_intermetallic_ternary(system: str) -> bool:
+    """A system of three elements, at least one a metal, none a hard anion: the systems that
+    get generated intermetallic ternaries."""
+    els = system.split("-")
+    return (len(els) == 3 and not has_hard_anion(system)
+            and any(Element(e).is_metal for e in els))
+
+
+def en_order(elements) -> tuple[str, ...]:
+    """Element symbols from least to most electronegative (ties by symbol)."""
+    return tuple(sorted(elements, key=lambda s: (_en(s), s)))
+
+
+def intermetallic_library(cache: str | os.PathLike, n_stoich: int = 12, max_atoms: int = 12
+                          ) -> list[TernaryPrototype]:
+    """One type (most frequent space group and size, primitive cell of at most `max_atoms`
+    atoms) for each of the `n_stoich` most frequent stoichiometries, in electronegativity order,
+    of the training mix's intermetallic ternaries (cached as JSON)."""
+    path = Path(cache) / (f"intermetallic-prototypes-v{INTERMETALLIC_VERSION}-{n_stoich}-"
+                          f"{max_atoms}.json")
+    if not path.exists():
+        with entry_lock(path):
+            if not path.exists():
+                write_atomic(path, json.dumps(_build(n_stoich, max_atoms)))
+    return [TernaryPrototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"],
+                             p["cif"]) for p in json.loads(path.read_text())]
+
+
+def _build(n_stoich: int, max_atoms: int) -> list[dict]:
+    known = read_known()
+    rows = known[(known["chemsys"].str.count("-") == 2) & (known["natoms"] <= 2 * max_atoms)]
+    by_stoich: dict[tuple[int, ...], list] = {}
+    for row in rows.itertuples():
+        if not is_intermetallic_ternary(row.chemsys):
+            continue
+        comp = Composition(row.formula)
+        counts = [int(round(comp[e])) for e in en_order(el.symbol for el in comp.elements)]
+        g = gcd(gcd(counts[0], counts[1]), counts[2])
+        by_stoich.setdefault(tuple(c // g for c in counts), []).append(row)
+    out: list[dict] = []
+    for stoich, group in sorted(by_stoich.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if len(out) >= n_stoich:
+            break
+        types: dict[str, list] = {}
+        for row in group:
+            s = parse_cif(row.cif).get_primitive_structure()
+            if len(s) <= max_atoms:
+                types.setdefault(f"{spacegroup_number(s)}-{len(s)}", []).append((row, s))
+        if not types:
+            continue
+        key, members = max(types.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        row, s = min(members, key=lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp
+                                            else 9, len(m[1]), m[0].material_id))
+        out.append({"key": f"{':'.join(map(str, stoich))}-{key}", "stoich": list(stoich),
+                    "count": len(group), "material_id": row.material_id,
+                    "cif": s.to(fmt="cif")})
+    return out
+
+
+def intermetallic_candidates(system: str, cache: str | os.PathLike,
+                             skip: set[str] = frozenset()) -> list[tuple[str, Structure]]:
+    """(type key, decorated structure) for an intermetallic ternary system: each library type
+    decorated in electronegativity order, kept when its reduced formula is not in `skip` (the
+    system's known phases); one structure per formula (the most frequent type)."""
+    if not is_intermetallic_ternary(system):
+        return []
+    targets = en_order(system.split("-"))
+    out, seen = [], set(skip)
+    for proto in intermetallic_library(cache):
+        formula = Composition(dict(zip(targets, proto.stoich, strict=True))).reduced_formula
+        if formula not in seen:
+            seen.add(formula)
+            out.append((f"im:{proto.key}", decorate(proto, targets)))
+    return out
+
+
+def decorate(proto: TernaryPrototype, targets: tuple[str, str, str]) -> Structure:
+    """The type's structure with its elements replaced, in electronegativity order, by
+    `targets`, the volume scaled by the sum of atomic volumes (radius cubed)."""
+    s = parse_cif(proto.cif)
+    order = en_order(el.symbol for el in s.composition.elements)
+    old = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.replace_species({Element(o): Element(t) for o, t in zip(order, targets, strict=True)})
+    new = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.scale_lattice(s.volume * new / old)
+    return s
+
+
+__all__ = ["HARD_ANIONS", "decorate", "en_order", "has_hard_anion", "intermetallic_candidates",
+           "intermetallic_library", "is_intermetallic_ternary"]
