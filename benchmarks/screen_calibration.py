@@ -97,7 +97,17 @@ def metrics(ref: np.ndarray, est: np.ndarray, threshold: float = 0.1) -> dict:
     pred, true = est <= threshold, ref <= threshold
     tp = int((pred & true).sum())
     clipped = np.maximum(est, 0.0)
+    # the precision-recall trade-off: the best precision over thresholds on the estimate (the
+    # screen itself keeps `threshold`) at which recall stays >= 0.8
+    best = {"precision": None, "recall": None, "estimate_threshold": None}
+    for t in np.unique(est):
+        p_t = est <= t
+        tp_t = int((p_t & true).sum())
+        prec_t, rec_t = tp_t / int(p_t.sum()), tp_t / max(int(true.sum()), 1)
+        if rec_t >= 0.8 and (best["precision"] is None or prec_t > best["precision"]):
+            best = {"precision": prec_t, "recall": rec_t, "estimate_threshold": float(t)}
     return {"n": len(ref), "mae": float(np.abs(est - ref).mean()),
+            "best_precision_at_recall_0.8": best,
             "bias": float((est - ref).mean()), "spearman": float(spearmanr(ref, est)[0]),
             "precision": tp / max(int(pred.sum()), 1), "recall": tp / max(int(true.sum()), 1),
             "mp_convention": {"mae": float(np.abs(clipped - ref).mean()),
