@@ -9,7 +9,7 @@ appended to a JSONL file, so an interrupted run resumes.
 
     python benchmarks/screen_calibration.py [--n 210] [--out runs/bench/screen_calibration]
         [--rehull EARLIER/results.jsonl] [--no-ternaries] [--no-metals] [--no-oxidation]
-        [--ternary-oxidation] [--no-intermetallics]
+        [--ternary-oxidation] [--no-intermetallics] [--polymorphs]
         [--cache DIR] [--workers N]
 
 The hulls of the sampled crystals' systems are built first, in `--workers` processes.
@@ -41,26 +41,53 @@ def sample(n: int, seed: int, max_atoms: int, mu: dict) -> pd.DataFrame:
     return pd.concat(parts).sample(frac=1, random_state=seed).reset_index(drop=True)
 
 
-def rehull(rec: dict, row, hull_pot, hull_mp) -> dict:
-    """The hull-dependent numbers of an earlier record again, against today's hulls, reusing its
-    relaxation and single point (they do not depend on the hull)."""
+def left_out_polymorphs(row, hull) -> list[dict]:
+    """Generated phases of the left-out crystal's own formula, relaxed: what the hull of a new
+    crystal of that formula holds. The generators skip formulas the training mix has, so leaving
+    out the mix's only crystal of a formula would otherwise leave its system without any phase of
+    that formula (CoSi: nothing but Co and Si), which a new candidate never faces."""
+    from cfmc.stability import prototypes as P
+    from cfmc.stability.intermetallics import intermetallic_candidates
+
+    formula = Composition(row.formula).reduced_formula
+    skip = {e["formula"] for e in hull.system_entries(row.chemsys, "known")
+            if e["id"] != row.material_id}
+    if formula in skip:
+        return []  # another crystal of the formula stays in the hull
+    els = row.chemsys.split("-")
+    made: list = []
+    if len(els) == 2:
+        made += P.candidates_for_pair(*els, hull.root.parent, skip)
+        made += P.candidates_for_pair(*els, hull.root.parent, skip, metals=True)
+        made += P.oxidation_candidates(*els, hull.root.parent, skip)
+    elif len(els) == 3:
+        made += P.ternary_candidates(row.chemsys, hull.root.parent, skip)
+        made += intermetallic_candidates(row.chemsys, hull.root.parent, skip)
+    mine = [(k, s) for k, s in made if s.composition.reduced_formula == formula]
+    return hull._relaxed(mine)
+
+
+def rehull(rec: dict, row, hull_pot, hull_mp, extra: list[dict] = ()) -> dict:
+    """The hull-dependent numbers of an earlier record again, against today's hulls (plus the
+    entries `extra`), reusing its relaxation and single point (they do not depend on the hull)."""
     from cfmc.stability.hull import has_pure_element
 
     comp, ex = Composition(row.formula), {row.material_id}
     rec = dict(rec)
+    rec["extra_phases"] = [[e["id"], e["e_form_pot"]] for e in extra]
     t = time.perf_counter()
-    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex)
+    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex, extra)
     rec["hull_part_element"] = has_pure_element(d)
     rec["hull_time_s"] = time.perf_counter() - t
-    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex)
-    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex, extra)
+    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex, extra)
     rec["model_element"] = has_pure_element(d)
-    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex, extra)
     rec["decomposition"] = "; ".join(d)
     return rec
 
 
-def evaluate(row, hull_pot, hull_mp) -> dict:
+def evaluate(row, hull_pot, hull_mp, extra: list[dict] = ()) -> dict:
     from cfmc.stability.hull import has_pure_element
     from cfmc.stability.known import parse_cif
     from cfmc.stability.potential import static_energies
@@ -69,23 +96,24 @@ def evaluate(row, hull_pot, hull_mp) -> dict:
     comp = Composition(row.formula)
     ex = {row.material_id}
     rec = {"material_id": row.material_id, "formula": row.formula, "chemsys": row.chemsys,
-           "e_hull_mp": row.e_hull_mp, "e_form_mp": row.e_form}
+           "e_hull_mp": row.e_hull_mp, "e_form_mp": row.e_form,
+           "extra_phases": [[e["id"], e["e_form_pot"]] for e in extra]}
     t = time.perf_counter()
-    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex)
+    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex, extra)
     rec["hull_part_element"] = has_pure_element(d)
     rec["hull_time_s"] = time.perf_counter() - t
     s = parse_cif(row.cif)
     rec["e_form_static"] = hull_pot.e_form(comp, float(static_energies([s])[0]))
-    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex)
+    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex, extra)
     t, c = time.perf_counter(), time.process_time()
     r = relax(s)
     rec["relax_time_s"] = time.perf_counter() - t
     rec["relax_cpu_s"] = time.process_time() - c
     rec.update(converged=r.converged, symmetry_kept=r.symmetry_kept)
     rec["e_form_pot"] = hull_pot.e_form(comp, r.energy_per_atom)
-    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex, extra)
     rec["model_element"] = has_pure_element(d)
-    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex)
+    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex, extra)
     rec["decomposition"] = "; ".join(d)
     return rec
 
@@ -149,6 +177,10 @@ def main() -> None:
                     help="add the generated ternaries at further oxidation states")
     ap.add_argument("--no-intermetallics", action="store_true",
                     help="leave out the generated intermetallic ternaries")
+    ap.add_argument("--polymorphs", action="store_true",
+                    help="add to each crystal's hull the generated phases of its own formula, "
+                         "as the hull of a new crystal of that formula has them "
+                         "(`left_out_polymorphs`)")
     ap.add_argument("--workers", type=int, default=None,
                     help="processes that build the hull first (default: min(2, CPUs))")
     args = ap.parse_args()
@@ -183,8 +215,9 @@ def main() -> None:
             if row.material_id in done:
                 continue
             try:
-                rec = (rehull(earlier[row.material_id], row, hull_pot, hull_mp)
-                       if row.material_id in earlier else evaluate(row, hull_pot, hull_mp))
+                extra = left_out_polymorphs(row, hull_pot) if args.polymorphs else []
+                rec = (rehull(earlier[row.material_id], row, hull_pot, hull_mp, extra)
+                       if row.material_id in earlier else evaluate(row, hull_pot, hull_mp, extra))
             except Exception as e:  # reported, not fatal
                 rec = {"material_id": row.material_id, "error": f"{type(e).__name__}: {e}"}
             f.write(json.dumps(rec, default=float) + "\n")
@@ -196,6 +229,9 @@ def main() -> None:
     ref = ok["e_hull_mp"].to_numpy()
     report = {
         "n_sampled": len(crystals), "n_done": len(res), "n_failed": len(failed),
+        "left_out_polymorphs": bool(args.polymorphs),
+        "n_with_left_out_polymorphs": int(sum(bool(x) for x in res.get(
+            "extra_phases", pd.Series(dtype=object)) if isinstance(x, list))),
         "failures": failed.get("error", pd.Series(dtype=str)).tolist(),
         "mp_e_hull_bins_done": np.histogram(ref, [0, 0.1, 0.2, 0.3 + 1e-9])[0].tolist(),
         "hull_part (MP E_form, mp-scale hull)": metrics(ref, ok["hull_part"].to_numpy()),

@@ -47,6 +47,11 @@ def test_e_hull_on_a_real_phase_diagram(hull_cache):
     # left out of its own hull, NaCl decomposes into Na + NaCl3 (an element among the products)
     e_out, decomp = hull.e_above_hull(Composition("NaCl"), nacl["e_form_pot"], {"mp-22862"})
     assert e_out < 0 and has_pure_element(decomp)
+    # an extra phase 0.1 eV/atom above the left-out one becomes its competitor
+    extra = [{**nacl, "id": "extra:NaCl", "e_form_pot": nacl["e_form_pot"] + 0.1}]
+    e_extra, decomp = hull.e_above_hull(Composition("NaCl"), nacl["e_form_pot"], {"mp-22862"},
+                                        extra)
+    assert e_extra == pytest.approx(-0.1, abs=1e-6) and list(decomp) == ["NaCl (extra:NaCl)"]
     mp_hull = ReferenceHull(cache=hull_cache, scale="mp")
     e_mp, _ = mp_hull.e_above_hull(Composition("NaCl"), nacl["e_form_mp"])
     assert e_mp == pytest.approx(0.0, abs=1e-6)

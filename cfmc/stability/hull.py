@@ -227,12 +227,14 @@ class ReferenceHull:
             return entry["e_form_mp"]
         return entry["e_form_pot"]
 
-    def phase_diagram(self, system: str, exclude: Iterable[str] = ()) -> PhaseDiagram:
-        """pymatgen PhaseDiagram of `system`, leaving out the entries whose ids are in `exclude`."""
+    def phase_diagram(self, system: str, exclude: Iterable[str] = (), extra: Iterable[dict] = ()
+                      ) -> PhaseDiagram:
+        """pymatgen PhaseDiagram of `system`, leaving out the entries whose ids are in `exclude`
+        and adding the entries `extra` (dicts as `system_entries` makes them)."""
         drop = set(exclude)
         els = system.split("-")
         pd_entries = [PDEntry(Composition({el: 1}), 0.0, name=el) for el in els]
-        for e in self.entries(system):
+        for e in [*self.entries(system), *extra]:
             energy = self.energy(e)
             if energy is None or e["id"] in drop:
                 continue
@@ -242,11 +244,12 @@ class ReferenceHull:
             pd_entries.append(entry)
         return PhaseDiagram(pd_entries, elements=[Element(el) for el in sorted(els)])
 
-    def e_above_hull(self, composition: Composition, e_form: float, exclude: Iterable[str] = ()
-                     ) -> tuple[float, dict[str, float]]:
-        """(E_hull in eV/atom, negative when below the hull; decomposition {phase: fraction})."""
+    def e_above_hull(self, composition: Composition, e_form: float, exclude: Iterable[str] = (),
+                     extra: Iterable[dict] = ()) -> tuple[float, dict[str, float]]:
+        """(E_hull in eV/atom, negative when below the hull; decomposition {phase: fraction});
+        `exclude` and `extra` as in `phase_diagram`."""
         comp = Composition(composition)
-        pd = self.phase_diagram(chemsys(el.symbol for el in comp.elements), exclude)
+        pd = self.phase_diagram(chemsys(el.symbol for el in comp.elements), exclude, extra)
         entry = PDEntry(comp, e_form * comp.num_atoms)
         decomp, e_hull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True,
                                                         check_stable=False)
