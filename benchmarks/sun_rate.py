@@ -9,11 +9,16 @@ cache; S.U.N. = stable (machine-learned E_hull <= 0.1 eV/atom), unique within it
 against the training mix. A crystal that cannot be built or relaxed counts as not S.U.N.
 
     python benchmarks/sun_rate.py [--n 200] [--groups 225 62] [--out runs/bench/sun_rate]
-        [--cache DIR] [--ternary-oxidation] [--resume]
+        [--cache DIR] [--ternary-oxidation] [--resume] [--rehull EARLIER_OUT]
 
 With `--resume` a run picks up where an interrupted one stopped: the drawn sets are read back
 (`prior_<g>/samples.csv`, `pyxtal_<g>.csv`), finished screens (`screen_<set>_<g>/screened.csv`)
 are read instead of run again, and the hull cache keeps every entry already built.
+
+With `--rehull EARLIER_OUT` the screens are not run again: each crystal of EARLIER_OUT's screens
+keeps its relaxation (energy, structure, uniqueness, novelty), and its formation energy, E_hull,
+decomposition, stable and S.U.N. flags are placed again against today's hull (after a change of
+the hull; the missing hull entries are built first).
 """
 
 from __future__ import annotations
@@ -68,6 +73,35 @@ def pyxtal_random(group: int, n: int, seed: int, max_atoms: int, tries: int = 20
     return pd.DataFrame(rows, columns=["formula", "source_material_id", "cif"])
 
 
+def rehull_screen(earlier: Path, out: Path, cache: str | None, ternary_oxidation: bool
+                  ) -> pd.DataFrame:
+    """An earlier screen's screened.csv with its hull-dependent columns recomputed against
+    today's hull (`--rehull`), written to `out`/screened.csv."""
+    from pymatgen.core import Composition
+
+    from cfmc.stability.build import build_hull
+    from cfmc.stability.hull import ReferenceHull, has_pure_element
+    from cfmc.stability.workflow import STABLE_THRESHOLD
+
+    res = pd.read_csv(earlier / "screened.csv")
+    hull = ReferenceHull(cache=cache, ternary_oxidation=ternary_oxidation)
+    ok = res["status"] == "ok"
+    build_hull(hull, set(res.loc[ok, "chemsys"]))
+    for i in res.index[ok]:
+        comp = Composition(res.at[i, "formula"])
+        e_form = hull.e_form(comp, res.at[i, "energy_per_atom"])
+        e_hull, decomp = hull.e_above_hull(comp, e_form)
+        res.loc[i, ["e_form", "e_hull"]] = e_form, e_hull
+        res.at[i, "decomposition"] = "; ".join(f"{k}: {v:g}" for k, v in decomp.items())
+        res.at[i, "decomposes_to_element"] = has_pure_element(decomp)
+        res.at[i, "stable"] = e_hull <= STABLE_THRESHOLD
+        res.at[i, "sun"] = bool(res.at[i, "stable"] and res.at[i, "unique"]
+                                and res.at[i, "novel"])
+    out.mkdir(parents=True, exist_ok=True)
+    res.to_csv(out / "screened.csv", index=False)
+    return res
+
+
 def main() -> None:
     from cfmc.prior_samples import sample_prior
     from cfmc.stability import screen
@@ -83,6 +117,9 @@ def main() -> None:
     ap.add_argument("--ternary-oxidation", action="store_true",
                     help="the hull with ternaries at further oxidation states too")
     ap.add_argument("--resume", action="store_true", help="reuse the sets and screens on disk")
+    ap.add_argument("--rehull", default=None, metavar="EARLIER_OUT",
+                    help="re-place the relaxations of an earlier run's screens against today's "
+                         "hull instead of screening again")
     args = ap.parse_args()
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.resume:
@@ -115,8 +152,13 @@ def main() -> None:
             done = out / f"screen_{method}_{g}" / "screened.csv"
             if args.resume and done.exists() and f"{method} {g}" in report["results"]:
                 continue
-            res = screen(table, out / f"screen_{method}_{g}", force=True, cache=args.cache,
-                         ternary_oxidation=args.ternary_oxidation)
+            if args.rehull:
+                res = rehull_screen(Path(args.rehull) / f"screen_{method}_{g}",
+                                    out / f"screen_{method}_{g}", args.cache,
+                                    args.ternary_oxidation)
+            else:
+                res = screen(table, out / f"screen_{method}_{g}", force=True, cache=args.cache,
+                             ternary_oxidation=args.ternary_oxidation)
             ok = res[res["status"] == "ok"]
             n = len(res)
             report["results"][f"{method} {g}"] = {
@@ -127,6 +169,7 @@ def main() -> None:
                 "sun": int(ok["sun"].sum()) if len(ok) else 0,
                 "sun_rate": float(ok["sun"].sum() / n) if n else None,
                 "e_hull_median": float(ok["e_hull"].median()) if len(ok) else None,
+                "decomposes_to_element": int(ok["decomposes_to_element"].astype(bool).sum()),
                 "seconds": round(time.perf_counter() - t, 1)}
             (out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
