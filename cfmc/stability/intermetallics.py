@@ -20,7 +20,7 @@ from pymatgen.core import Composition, Element, Structure
 
 from cfmc.stability.cache import entry_lock, write_atomic
 from cfmc.stability.known import parse_cif, read_known
-from cfmc.stability.prototypes import TernaryPrototype, _en, _radius
+from cfmc.stability.prototypes import TernaryPrototype, _en, substitute
 from cfmc.stability.relax import spacegroup_number
 
 INTERMETALLIC_VERSION = 1
@@ -110,14 +110,9 @@ def intermetallic_candidates(system: str, cache: str | os.PathLike,
 
 def decorate(proto: TernaryPrototype, targets: tuple[str, str, str]) -> Structure:
     """The type's structure with its elements replaced, in electronegativity order, by
-    `targets`, the volume scaled by the sum of atomic volumes (radius cubed)."""
+    `targets` (`prototypes.substitute`)."""
     s = parse_cif(proto.cif)
-    order = en_order(el.symbol for el in s.composition.elements)
-    old = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.replace_species({Element(o): Element(t) for o, t in zip(order, targets, strict=True)})
-    new = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.scale_lattice(s.volume * new / old)
-    return s
+    return substitute(s, en_order(el.symbol for el in s.composition.elements), targets)
 
 
 __all__ = ["HARD_ANIONS", "decorate", "en_order", "has_hard_anion", "intermetallic_candidates",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from math import gcd
@@ -160,15 +160,22 @@ def _radius(symbol: str) -> float:
     return float(r)
 
 
+def substitute(structure: Structure, old: Sequence[str], new: Sequence[str]) -> Structure:
+    """`structure` with the elements `old` replaced by `new` (all at once), its volume scaled by
+    the sum over sites of atomic radii cubed: how every generated phase is decorated."""
+    s = structure.copy()
+    before = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.replace_species({Element(o): Element(t) for o, t in zip(old, new, strict=True)})
+    after = sum(_radius(site.specie.symbol) ** 3 for site in s)
+    s.scale_lattice(s.volume * after / before)
+    return s
+
+
 def decorate(proto: Prototype, a: str, b: str) -> Structure:
     """The prototype with its A, B replaced by `a`, `b`, volume scaled by atomic radii cubed."""
     s = parse_cif(proto.cif)
-    _, (pa, pb) = _stoich(s.composition)
-    old = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.replace_species({Element(pa): Element(a), Element(pb): Element(b)})
-    new = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.scale_lattice(s.volume * new / old)
-    return s
+    _, order = _stoich(s.composition)
+    return substitute(s, order, (a, b))
 
 
 METALS_VERSION = 2  # 2: intermetallic types only (`prototype_library` v3)
@@ -391,9 +398,4 @@ def _balanced(elements: tuple[str, str, str], counts: tuple[int, int, int],
 
 def _decorate_ternary(proto: TernaryPrototype, targets: tuple[str, str, str]) -> Structure:
     s = parse_cif(proto.cif)
-    order = _ternary_order(s.composition)
-    old = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.replace_species({Element(o): Element(t) for o, t in zip(order, targets, strict=True)})
-    new = sum(_radius(site.specie.symbol) ** 3 for site in s)
-    s.scale_lattice(s.volume * new / old)
-    return s
+    return substitute(s, _ternary_order(s.composition), targets)
