@@ -3,6 +3,10 @@ ternary and intermetallic decorations of a few systems (structures, keys) from t
 libraries in a hull cache folder.
 
     python benchmarks/regression_prototypes.py --old-tree ../old-checkout [--cache DIR]
+        [--libraries]
+
+`--libraries` also builds the ionic ternary and intermetallic type libraries from the training
+mix with both trees' code (minutes) and compares them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old-tree", required=True, help="a checkout of the other version")
     ap.add_argument("--cache", default=None, help="hull cache folder (the libraries' home)")
+    ap.add_argument("--libraries", action="store_true",
+                    help="rebuild the ternary type libraries with both trees and compare them")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     cache = cache_root(args.cache)
@@ -62,6 +68,20 @@ def main() -> None:
         cases += [(s, old_im.intermetallic_candidates(s, cache),
                    intermetallics.intermetallic_candidates(s, cache)) for s in METALLIC]
     failed, n = [], 0
+    if args.libraries:
+        import tempfile
+
+        for name, old_build, new_build in [
+                ("ternary library", old.ternary_library, prototypes.ternary_library),
+                ("intermetallic library", getattr(sys.modules.get("old_intermetallics"),
+                                                  "intermetallic_library", None),
+                 intermetallics.intermetallic_library)]:
+            if old_build is None:
+                continue
+            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+                n += 1
+                if [p.__dict__ for p in old_build(a)] != [p.__dict__ for p in new_build(b)]:
+                    failed.append(f"{name} differs")
     for name, before, after in cases:
         if len(before) != len(after):
             failed.append(f"{name}: {len(before)} structures before, {len(after)} now")

@@ -11,17 +11,19 @@ element), its volume scaled by atomic radii, then relaxed like the other generat
 
 from __future__ import annotations
 
-import json
 import os
-from math import gcd
 from pathlib import Path
 
 from pymatgen.core import Composition, Element, Structure
 
-from cfmc.stability.cache import entry_lock, write_atomic
-from cfmc.stability.known import parse_cif, read_known
-from cfmc.stability.prototypes import TernaryPrototype, _en, substitute
-from cfmc.stability.relax import spacegroup_number
+from cfmc.stability.known import parse_cif
+from cfmc.stability.prototypes import (
+    TernaryPrototype,
+    _en,
+    cached_library,
+    most_frequent_types,
+    substitute,
+)
 
 INTERMETALLIC_VERSION = 1
 HARD_ANIONS = frozenset({"H", "N", "O", "S", "Se", "Te", "F", "Cl", "Br", "I"})
@@ -52,43 +54,15 @@ def intermetallic_library(cache: str | os.PathLike, n_stoich: int = 12, max_atom
     of the training mix's intermetallic ternaries (cached as JSON)."""
     path = Path(cache) / (f"intermetallic-prototypes-v{INTERMETALLIC_VERSION}-{n_stoich}-"
                           f"{max_atoms}.json")
-    if not path.exists():
-        with entry_lock(path):
-            if not path.exists():
-                write_atomic(path, json.dumps(_build(n_stoich, max_atoms)))
-    return [TernaryPrototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"],
-                             p["cif"]) for p in json.loads(path.read_text())]
+    return cached_library(path, lambda: most_frequent_types(
+        _order, n_stoich, max_atoms, rank=lambda kv: (-len(kv[1]), kv[0]),
+        pick=lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp else 9, len(m[1]),
+                        m[0].material_id)))
 
 
-def _build(n_stoich: int, max_atoms: int) -> list[dict]:
-    known = read_known()
-    rows = known[(known["chemsys"].str.count("-") == 2) & (known["natoms"] <= 2 * max_atoms)]
-    by_stoich: dict[tuple[int, ...], list] = {}
-    for row in rows.itertuples():
-        if not is_intermetallic_ternary(row.chemsys):
-            continue
-        comp = Composition(row.formula)
-        counts = [int(round(comp[e])) for e in en_order(el.symbol for el in comp.elements)]
-        g = gcd(gcd(counts[0], counts[1]), counts[2])
-        by_stoich.setdefault(tuple(c // g for c in counts), []).append(row)
-    out: list[dict] = []
-    for stoich, group in sorted(by_stoich.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        if len(out) >= n_stoich:
-            break
-        types: dict[str, list] = {}
-        for row in group:
-            s = parse_cif(row.cif).get_primitive_structure()
-            if len(s) <= max_atoms:
-                types.setdefault(f"{spacegroup_number(s)}-{len(s)}", []).append((row, s))
-        if not types:
-            continue
-        key, members = max(types.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        row, s = min(members, key=lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp
-                                            else 9, len(m[1]), m[0].material_id))
-        out.append({"key": f"{':'.join(map(str, stoich))}-{key}", "stoich": list(stoich),
-                    "count": len(group), "material_id": row.material_id,
-                    "cif": s.to(fmt="cif")})
-    return out
+def _order(comp: Composition, system: str) -> tuple[str, ...] | None:
+    """An intermetallic ternary's elements in electronegativity order, else None."""
+    return en_order(el.symbol for el in comp.elements) if is_intermetallic_ternary(system) else None
 
 
 def intermetallic_candidates(system: str, cache: str | os.PathLike,

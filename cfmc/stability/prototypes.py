@@ -295,44 +295,59 @@ def ternary_library(cache: str | os.PathLike, n_stoich: int = 14, max_atoms: int
     `max_atoms` atoms) for each of the `n_stoich` most frequent ternary ionic stoichiometries
     of the training mix (cached as JSON)."""
     path = Path(cache) / f"ternary-prototypes-v{TERNARY_VERSION}-{n_stoich}-{max_atoms}.json"
+    return cached_library(path, lambda: most_frequent_types(
+        lambda comp, system: _ternary_order(comp), n_stoich, max_atoms))
+
+
+def cached_library(path: Path, build: Callable[[], list[dict]]) -> list[TernaryPrototype]:
+    """The ternary types in the JSON file `path`, built by `build` on first use (one process
+    builds while others wait; the file appears whole)."""
     if not path.exists():
         with entry_lock(path):
             if not path.exists():
-                write_atomic(path, json.dumps(_build_ternary(n_stoich, max_atoms)))
+                write_atomic(path, json.dumps(build()))
     return [TernaryPrototype(p["key"], tuple(p["stoich"]), p["count"], p["material_id"],
                              p["cif"]) for p in json.loads(path.read_text())]
 
 
-def _build_ternary(n_stoich: int, max_atoms: int) -> list[dict]:
+def most_frequent_types(order: Callable[[Composition, str], Sequence[str] | None], n_stoich: int,
+                        max_atoms: int, rank: Callable | None = None,
+                        pick: Callable | None = None) -> list[dict]:
+    """Structure types of the training mix's ternaries: their counts taken in the element order
+    `order(composition, chemsys)` gives (None leaves a crystal out), the `n_stoich` most
+    frequent reduced stoichiometries (`rank` of (stoich, rows), default fewest rows last), and
+    for each the most frequent (space group, size) among primitive cells of at most `max_atoms`
+    atoms, represented by the member `pick` of (row, structure) sorts first (default: lowest MP
+    E_hull, then fewest atoms)."""
     known = read_known()
     rows = known[(known["chemsys"].str.count("-") == 2) & (known["natoms"] <= 2 * max_atoms)]
-    by_stoich: dict[tuple[int, int, int], dict[str, list]] = {}
+    by_stoich: dict[tuple[int, ...], list] = {}
     for row in rows.itertuples():
         comp = Composition(row.formula)
-        order = _ternary_order(comp)
-        if order is None:
+        elements = order(comp, row.chemsys)
+        if elements is None:
             continue
-        counts = [int(round(comp[e])) for e in order]
+        counts = [int(round(comp[e])) for e in elements]
         g = gcd(gcd(counts[0], counts[1]), counts[2])
-        stoich = tuple(c // g for c in counts)
-        by_stoich.setdefault(stoich, {}).setdefault("rows", []).append(row)
+        by_stoich.setdefault(tuple(c // g for c in counts), []).append(row)
+    rank = rank or (lambda kv: -len(kv[1]))
+    pick = pick or (lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp else 9,
+                               len(m[1])))
     out: list[dict] = []
-    ranked = sorted(by_stoich.items(), key=lambda kv: -len(kv[1]["rows"]))
-    for stoich, group in ranked:
+    for stoich, group in sorted(by_stoich.items(), key=rank):
         if len(out) >= n_stoich:
             break
         types: dict[str, list] = {}
-        for row in group["rows"]:
+        for row in group:
             s = parse_cif(row.cif).get_primitive_structure()
             if len(s) <= max_atoms:
                 types.setdefault(f"{spacegroup_number(s)}-{len(s)}", []).append((row, s))
         if not types:
             continue
         key, members = max(types.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        row, s = min(members, key=lambda m: (m[0].e_hull_mp if m[0].e_hull_mp == m[0].e_hull_mp
-                                            else 9, len(m[1])))
+        row, s = min(members, key=pick)
         out.append({"key": f"{':'.join(map(str, stoich))}-{key}", "stoich": list(stoich),
-                    "count": len(group["rows"]), "material_id": row.material_id,
+                    "count": len(group), "material_id": row.material_id,
                     "cif": s.to(fmt="cif")})
     return out
 
