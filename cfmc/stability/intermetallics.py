@@ -1,8 +1,8 @@
 """Competing ternary phases of intermetallic systems, made from the training mix's own types.
 
 Systems with no hard anion (H, N, O, chalcogens, halogens: metals with metalloids, B, C, Si, P,
-As, ...) have competing ternaries the mix often lacks: Heusler, half-Heusler, TiNiSi, ThCr2Si2
-types. Charge balance does not choose their stoichiometries, so each of the mix's most frequent
+As, ...) have competing ternaries the mix often lacks (Heusler, TiNiSi, ThCr2Si2 types, ...).
+Charge balance does not choose their stoichiometries, so each of the mix's most frequent
 ternary stoichiometries among such systems gives one type (its most frequent space group and
 size), decorated with a new system's elements in the order of electronegativity of the type's
 own sites (Mn, Co, Si of Co2MnSi map to the new system's least, middle and most electronegative
