@@ -88,34 +88,23 @@ def rehull(rec: dict, row, hull_pot, hull_mp, extra: list[dict] = ()) -> dict:
 
 
 def evaluate(row, hull_pot, hull_mp, extra: list[dict] = ()) -> dict:
-    from cfmc.stability.hull import has_pure_element
+    """A crystal's single point and relaxation, then its numbers against the hulls (`rehull`)."""
     from cfmc.stability.known import parse_cif
     from cfmc.stability.potential import static_energies
     from cfmc.stability.relax import relax
 
     comp = Composition(row.formula)
-    ex = {row.material_id}
     rec = {"material_id": row.material_id, "formula": row.formula, "chemsys": row.chemsys,
-           "e_hull_mp": row.e_hull_mp, "e_form_mp": row.e_form,
-           "extra_phases": [[e["id"], e["e_form_pot"]] for e in extra]}
-    t = time.perf_counter()
-    rec["hull_part"], d = hull_mp.e_above_hull(comp, row.e_form, ex, extra)
-    rec["hull_part_element"] = has_pure_element(d)
-    rec["hull_time_s"] = time.perf_counter() - t
+           "e_hull_mp": row.e_hull_mp, "e_form_mp": row.e_form}
     s = parse_cif(row.cif)
     rec["e_form_static"] = hull_pot.e_form(comp, float(static_energies([s])[0]))
-    rec["static"], _ = hull_pot.e_above_hull(comp, rec["e_form_static"], ex, extra)
     t, c = time.perf_counter(), time.process_time()
     r = relax(s)
     rec["relax_time_s"] = time.perf_counter() - t
     rec["relax_cpu_s"] = time.process_time() - c
     rec.update(converged=r.converged, symmetry_kept=r.symmetry_kept)
     rec["e_form_pot"] = hull_pot.e_form(comp, r.energy_per_atom)
-    rec["model"], d = hull_pot.e_above_hull(comp, rec["e_form_pot"], ex, extra)
-    rec["model_element"] = has_pure_element(d)
-    rec["model_on_mp_hull"], _ = hull_mp.e_above_hull(comp, rec["e_form_pot"], ex, extra)
-    rec["decomposition"] = "; ".join(d)
-    return rec
+    return rehull(rec, row, hull_pot, hull_mp, extra)  # the hull-dependent numbers
 
 
 def metrics(ref: np.ndarray, est: np.ndarray, threshold: float = 0.1) -> dict:

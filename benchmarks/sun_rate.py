@@ -75,26 +75,21 @@ def pyxtal_random(group: int, n: int, seed: int, max_atoms: int, tries: int = 20
 
 def rehull_screen(earlier: Path, out: Path, cache: str | None, ternary_oxidation: bool
                   ) -> pd.DataFrame:
-    """An earlier screen's screened.csv with its hull-dependent columns recomputed against
-    today's hull (`--rehull`), written to `out`/screened.csv."""
-    from pymatgen.core import Composition
-
+    """An earlier screen's screened.csv with its hull-dependent columns placed again against
+    today's hull (`cfmc.stability.workflow.place_on_hull`; `--rehull`), written to
+    `out`/screened.csv."""
     from cfmc.stability.build import build_hull
-    from cfmc.stability.hull import ReferenceHull, has_pure_element
-    from cfmc.stability.workflow import STABLE_THRESHOLD
+    from cfmc.stability.hull import ReferenceHull
+    from cfmc.stability.workflow import place_on_hull
 
     res = pd.read_csv(earlier / "screened.csv")
     hull = ReferenceHull(cache=cache, ternary_oxidation=ternary_oxidation)
     ok = res["status"] == "ok"
     build_hull(hull, set(res.loc[ok, "chemsys"]))
     for i in res.index[ok]:
-        comp = Composition(res.at[i, "formula"])
-        e_form = hull.e_form(comp, res.at[i, "energy_per_atom"])
-        e_hull, decomp = hull.e_above_hull(comp, e_form)
-        res.loc[i, ["e_form", "e_hull"]] = e_form, e_hull
-        res.at[i, "decomposition"] = "; ".join(f"{k}: {v:g}" for k, v in decomp.items())
-        res.at[i, "decomposes_to_element"] = has_pure_element(decomp)
-        res.at[i, "stable"] = e_hull <= STABLE_THRESHOLD
+        for k, v in place_on_hull(res.at[i, "formula"], res.at[i, "energy_per_atom"],
+                                  hull).items():
+            res.at[i, k] = v
         res.at[i, "sun"] = bool(res.at[i, "stable"] and res.at[i, "unique"]
                                 and res.at[i, "novel"])
     out.mkdir(parents=True, exist_ok=True)

@@ -87,25 +87,35 @@ def _place(i: int, r: RelaxResult, hull: ReferenceHull, unique: UniqueTracker) -
     decomposition, novelty, uniqueness, S.U.N.; raises on failure (the caller records why)."""
     from cfmc.stability.matching import match_known
 
-    row: dict = {"formula": r.structure.composition.reduced_formula, **r.record()}
-    comp = r.structure.composition
-    try:
-        row["e_form"] = hull.e_form(comp, r.energy_per_atom)
-        row["e_hull"], decomp = hull.e_above_hull(comp, row["e_form"])
-    except Exception as e:
-        raise ValueError(f"hull error: {type(e).__name__}: {e}") from e
-    row["chemsys"] = chemsys(el.symbol for el in comp.elements)
-    row["decomposition"] = "; ".join(f"{k}: {v:g}" for k, v in decomp.items())
-    row["decomposes_to_element"] = has_pure_element(decomp)
+    row: dict = {"formula": r.structure.composition.reduced_formula, **r.record(),
+                 **place_on_hull(r.structure.composition, r.energy_per_atom, hull)}
     row["matched_known"] = match_known(r.structure) or ""
     row["novel"] = not row["matched_known"]
     dup = unique.first_match(i, r.structure)
     row["duplicate_of"] = -1 if dup is None else dup
     row["unique"] = dup is None
-    row["stable"] = row["e_hull"] <= STABLE_THRESHOLD
+    row["stable"] = row.pop("stable")  # screened.csv keeps its column order: stable, then sun
     row["sun"] = bool(row["stable"] and row["unique"] and row["novel"])
     row["relaxed_cif"] = r.structure.to(fmt="cif")
     return row
+
+
+def place_on_hull(composition: Composition, energy_per_atom: float, hull: ReferenceHull
+                  ) -> dict:
+    """The hull-dependent columns of screened.csv for a relaxed energy: e_form, e_hull,
+    chemsys, decomposition, decomposes_to_element, stable (also to place an earlier screen's
+    relaxations against a changed hull); raises ValueError("hull error: ...")."""
+    comp = Composition(composition)
+    try:
+        e_form = hull.e_form(comp, energy_per_atom)
+        e_hull, decomp = hull.e_above_hull(comp, e_form)
+    except Exception as e:
+        raise ValueError(f"hull error: {type(e).__name__}: {e}") from e
+    return {"e_form": e_form, "e_hull": e_hull,
+            "chemsys": chemsys(el.symbol for el in comp.elements),
+            "decomposition": "; ".join(f"{k}: {v:g}" for k, v in decomp.items()),
+            "decomposes_to_element": has_pure_element(decomp),
+            "stable": e_hull <= STABLE_THRESHOLD}
 
 
 def screen(
